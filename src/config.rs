@@ -1,0 +1,185 @@
+//! Command line and environment: every setting of the service, in one place.
+//!
+//! Each flag can also be given as an environment variable (the name in
+//! capitals after `env:` in `hitcounter --help`); a flag wins over the
+//! variable. Secrets (`DATABASE_URL`, `REDIS_URL`, `ADMIN_TOKEN`) never have
+//! their values printed, neither by `--help` nor in logs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// hitcounter: a self-hosted hit counter that counts exactly and durably.
+///
+/// Page views are recorded in PostgreSQL (the record) and mirrored in Redis
+/// (the cache). A hit is answered after its increment is committed; when
+/// PostgreSQL is down it is answered from Redis and written when PostgreSQL
+/// returns; when both are down it is refused with 503.
+///
+/// With no subcommand, `serve` is run.
+#[derive(Debug, Parser)]
+#[command(name = "hitcounter", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (migrations are applied first).
+    Serve(ServeArgs),
+    /// Apply the embedded database migrations and exit.
+    Migrate(MigrateArgs),
+    /// Probe a running service's /healthz; exit 0 when it answers 200, else 1.
+    /// Meant for container health checks in images without a shell or curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// PostgreSQL URL of the record, e.g. postgres://user:pass@host:5432/db.
+    /// Required by `serve` and `migrate`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Largest number of PostgreSQL connections per process.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+
+    /// How long one PostgreSQL operation may take before PostgreSQL is
+    /// considered down (connect, statement and commit).
+    #[arg(long, env = "STORE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub store_timeout: Duration,
+}
+
+impl StoreArgs {
+    pub fn database_url(&self) -> anyhow::Result<&str> {
+        self.database_url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("DATABASE_URL is not set: give the PostgreSQL URL, e.g. DATABASE_URL=postgres://user:pass@localhost:5432/hitcounter")
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log filter (tracing EnvFilter syntax). The default shows the service's
+    /// debug lines, e.g. `reset visitor count`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info,hitcounter=debug")]
+    pub log_level: String,
+
+    /// Log line format on stdout.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8000")]
+    pub listen_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Redis URL of the cache, e.g. redis://host:6379. Without it the service
+    /// runs with no cache (and cannot answer while PostgreSQL is down). Run
+    /// Redis without persistence: it is a cache, the record is PostgreSQL.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key this service writes.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "hitcounter")]
+    pub redis_key_prefix: String,
+
+    /// How long one Redis operation may take before Redis is considered down.
+    #[arg(long, env = "CACHE_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub cache_timeout: Duration,
+
+    /// After a failure, how long a dependency is left alone before it is tried
+    /// again (the circuit breaker's open time). Also the retry period of
+    /// pending increments while PostgreSQL is down.
+    #[arg(long, env = "RETRY_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub retry_interval: Duration,
+
+    /// Largest number of hits written in one group commit.
+    #[arg(long, env = "MAX_BATCH", default_value_t = 4096)]
+    pub max_batch: usize,
+
+    /// Bearer token that protects /resetcounter. When unset, reset is open to
+    /// anyone (as in the original guide) and a warning is logged at start.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// On SIGINT or SIGTERM: how long in-flight requests and the final write of
+    /// pending increments may take before the process exits anyway.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// How long `serve` keeps trying to reach PostgreSQL at start (to apply
+    /// migrations) before giving up with exit code 1.
+    #[arg(long, env = "STARTUP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub startup_timeout: Duration,
+
+    /// First words of the page served at `/`.
+    #[arg(long, env = "GREETING", default_value = "Hello Linode!")]
+    pub greeting: String,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// URL to probe (plain http only).
+    #[arg(
+        long,
+        env = "HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:8000/healthz"
+    )]
+    pub url: String,
+
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_never_prints_secret_values() {
+        // SAFETY: tests in this module do not read the environment concurrently.
+        unsafe { std::env::set_var("ADMIN_TOKEN", "very-secret-token") };
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("ADMIN_TOKEN"));
+        assert!(!help.contains("very-secret-token"));
+    }
+}

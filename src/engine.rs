@@ -1,0 +1,201 @@
+//! The counter engine: the one way from an HTTP handler to the record and the
+//! cache. Handlers call `hit`, `reset` and `readiness`; the engine owns the
+//! writer task, the store, the cache and their breakers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::breaker::Breaker;
+use crate::cache::Cache;
+use crate::config::ServeArgs;
+use crate::counter::CounterId;
+use crate::store::{Committed, Store};
+use crate::writer::{Hit, HitError, HitRequest, Writer, WriterParts, WriterReport};
+
+/// Hits waiting for the writer beyond this many make callers wait
+/// (backpressure) instead of growing memory without bound.
+const QUEUE_CAPACITY: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    #[error("PostgreSQL is unreachable; the counter was not reset, try again later")]
+    StoreDown(#[source] crate::store::StoreError),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyState {
+    Up,
+    Down,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    /// True when a hit would be committed in PostgreSQL before its answer.
+    pub ready: bool,
+    pub store: DependencyState,
+    pub cache: DependencyState,
+    /// Acknowledged increments not yet written to PostgreSQL.
+    pub unwritten: i64,
+}
+
+pub struct Engine {
+    hits_tx: mpsc::Sender<HitRequest>,
+    stop_tx: watch::Sender<Option<Instant>>,
+    writer: std::sync::Mutex<Option<JoinHandle<WriterReport>>>,
+    store: Store,
+    cache: Option<Cache>,
+    store_breaker: Arc<Breaker>,
+    cache_breaker: Arc<Breaker>,
+    unwritten: Arc<AtomicI64>,
+}
+
+impl Engine {
+    /// Connects lazily to the store and the cache and starts the writer.
+    pub fn start(args: &ServeArgs) -> anyhow::Result<Self> {
+        let store = Store::connect_lazy(
+            args.store.database_url()?,
+            args.store.db_pool_size,
+            args.store.store_timeout,
+        )?;
+        let cache = args
+            .redis_url
+            .as_deref()
+            .map(|url| Cache::connect_lazy(url, &args.redis_key_prefix, args.cache_timeout))
+            .transpose()?;
+        Ok(Self::with_parts(
+            store,
+            cache,
+            args.retry_interval,
+            args.max_batch,
+        ))
+    }
+
+    pub fn with_parts(
+        store: Store,
+        cache: Option<Cache>,
+        retry_interval: std::time::Duration,
+        max_batch: usize,
+    ) -> Self {
+        let store_breaker = Arc::new(Breaker::new("PostgreSQL", retry_interval));
+        let cache_breaker = Arc::new(Breaker::new("Redis", retry_interval));
+        let unwritten = Arc::new(AtomicI64::new(0));
+        let writer = Writer::new(WriterParts {
+            store: store.clone(),
+            cache: cache.clone(),
+            store_breaker: store_breaker.clone(),
+            cache_breaker: cache_breaker.clone(),
+            unwritten: unwritten.clone(),
+            max_batch,
+            retry_interval,
+        });
+        let (hits_tx, hits_rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let handle = tokio::spawn(writer.run(hits_rx, stop_rx));
+        Self {
+            hits_tx,
+            stop_tx,
+            writer: std::sync::Mutex::new(Some(handle)),
+            store,
+            cache,
+            store_breaker,
+            cache_breaker,
+            unwritten,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Counts one hit and answers with the counter's value including it.
+    pub async fn hit(&self, id: CounterId) -> Result<Hit, HitError> {
+        let (reply, answer) = oneshot::channel();
+        self.hits_tx
+            .send(HitRequest { id, reply })
+            .await
+            .map_err(|_| HitError::Stopping)?;
+        answer.await.map_err(|_| HitError::Stopping)?
+    }
+
+    /// Sets a counter to zero in PostgreSQL, then in Redis. The Redis step may
+    /// fail harmlessly: the reset starts a new epoch, which outranks anything
+    /// the cache still holds.
+    pub async fn reset(&self, id: &CounterId) -> Result<(), ResetError> {
+        let epoch = self.store.reset(id).await.map_err(|error| {
+            self.store_breaker.record_failure(&error);
+            ResetError::StoreDown(error)
+        })?;
+        if let Some(cache) = &self.cache {
+            let state = Committed {
+                id: id.clone(),
+                value: 0,
+                epoch,
+            };
+            if let Err(error) = cache.raise(&[state]).await {
+                self.cache_breaker.record_failure(&error);
+                tracing::warn!(counter = %id, %error, "reset recorded in PostgreSQL; Redis will be corrected by the next write");
+            }
+        }
+        Ok(())
+    }
+
+    /// Probes both dependencies now (each bounded by its timeout).
+    pub async fn readiness(&self) -> Readiness {
+        let (store, cache) = tokio::join!(self.store.ping(), async {
+            match &self.cache {
+                Some(cache) => Some(cache.ping().await),
+                None => None,
+            }
+        });
+        let store = if store.is_ok() {
+            DependencyState::Up
+        } else {
+            DependencyState::Down
+        };
+        let cache = match cache {
+            None => DependencyState::Disabled,
+            Some(Ok(())) => DependencyState::Up,
+            Some(Err(_)) => DependencyState::Down,
+        };
+        Readiness {
+            ready: store == DependencyState::Up,
+            store,
+            cache,
+            unwritten: self.unwritten.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the writer: hits already queued are answered, new ones are
+    /// refused, and pending increments are written until `deadline`.
+    pub async fn shutdown(&self, deadline: Instant) -> WriterReport {
+        let _ = self.stop_tx.send(Some(deadline));
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(handle) = handle else {
+            return WriterReport::default();
+        };
+        // Leave the writer a moment past the deadline to report what it lost.
+        let grace = deadline + std::time::Duration::from_millis(200);
+        match tokio::time::timeout_at(grace, handle).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(join_error)) => {
+                tracing::error!(%join_error, "writer task failed");
+                WriterReport {
+                    unwritten: self.unwritten.load(Ordering::Relaxed),
+                }
+            }
+            Err(_) => {
+                tracing::error!("writer did not stop before the drain deadline");
+                WriterReport {
+                    unwritten: self.unwritten.load(Ordering::Relaxed),
+                }
+            }
+        }
+    }
+}

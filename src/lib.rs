@@ -1,0 +1,28 @@
+//! hitcounter: a self-hosted hit counter that counts exactly and durably.
+//!
+//! # Layout
+//!
+//! Data flows one way: HTTP -> engine -> writer -> store and cache, and back.
+//!
+//! - [`config`]: every setting, from flags or environment variables.
+//! - [`telemetry`]: logging to stdout.
+//! - [`http`]: the routes, shared state and the one error type.
+//! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
+//! - [`writer`]: the group-commit task and the counting contract's states.
+//! - [`store`]: PostgreSQL, the record. Every SQL statement lives there.
+//! - [`cache`]: Redis, the live values. Every Redis script lives there.
+//! - [`breaker`]: circuit breakers so a dead dependency costs one timeout.
+//! - [`server`]: start-up, serving and the graceful stop.
+//! - [`healthcheck`]: the `healthcheck` subcommand.
+
+pub mod breaker;
+pub mod cache;
+pub mod config;
+pub mod counter;
+pub mod engine;
+pub mod healthcheck;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod writer;

@@ -1,0 +1,56 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use hitcounter::config::{Cli, Command};
+use hitcounter::{healthcheck, server, store::Store, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("hitcounter: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => {
+            telemetry::init(&args.log)?;
+            let shutdown = server::shutdown_signal()?;
+            let listener = tokio::net::TcpListener::bind(args.listen_addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen_addr))?;
+            let unwritten = server::serve(&args, listener, shutdown).await?;
+            Ok(if unwritten == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::Migrate(args) => {
+            telemetry::init(&args.log)?;
+            let store =
+                Store::connect_lazy(args.store.database_url()?, 1, args.store.store_timeout)?;
+            store.migrate().await?;
+            tracing::info!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck(args) => match healthcheck::probe(&args.url, args.timeout).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(error) => {
+                eprintln!("unhealthy: {error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}

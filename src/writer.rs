@@ -1,0 +1,447 @@
+//! The writer: one task per process that turns queued hits into group
+//! commits and answers each hit with its number.
+//!
+//! # States and what each guarantees
+//!
+//! | PostgreSQL | Redis | a hit is answered with                         | guarantee                                  |
+//! |------------|-------|------------------------------------------------|--------------------------------------------|
+//! | up         | any   | its number from the commit (`UPDATE .. RETURNING`) | acknowledged => committed; numbers unique |
+//! | down       | up    | its number from Redis, at once                 | acknowledged => counted (kept in `pending`, written when PostgreSQL returns); lost only if this process dies first |
+//! | down       | down  | `503`                                          | nothing counted                            |
+//!
+//! While PostgreSQL is up the number always comes from the record, so a Redis
+//! failure or restart never changes how hits are numbered. After every commit
+//! the cache is raised to the committed values (off the hit path, in the
+//! background), so that it can take over the numbering if PostgreSQL fails.
+//!
+//! # Exactly once
+//!
+//! Batches are numbered per writer (`seq`) and the store applies a batch only
+//! if its number is above the last one applied for this writer, in the same
+//! statement. A batch whose commit failed, or whose outcome was lost, goes to
+//! `backlog` unchanged and is retried, in order, before anything newer: a
+//! retry of a batch that had in fact committed is then a no-op. Hits counted
+//! while PostgreSQL is known to be down accumulate in `pending` and are sealed
+//! into a batch at the next attempt.
+//!
+//! The one window left: PostgreSQL fails during a commit's answer *and* Redis
+//! is down. The hits are answered 503 and their batch is dropped, but if the
+//! commit had in fact succeeded they are recorded; this is logged.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::breaker::Breaker;
+use crate::cache::Cache;
+use crate::counter::CounterId;
+use crate::store::{Applied, Committed, Store};
+
+/// How a hit was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// The counter's value including this hit.
+    pub value: i64,
+    /// True when the increment was committed in PostgreSQL before answering;
+    /// false when it is pending (PostgreSQL down, numbered by Redis).
+    pub durable: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum HitError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the service is shutting down")]
+    Stopping,
+}
+
+pub struct HitRequest {
+    pub id: CounterId,
+    pub reply: oneshot::Sender<Result<Hit, HitError>>,
+}
+
+/// A sealed group of increments with its place in this writer's sequence.
+#[derive(Debug)]
+struct Batch {
+    seq: i64,
+    /// Sorted by counter id; amounts are positive.
+    deltas: Vec<(CounterId, i64)>,
+}
+
+/// What the writer left undone when it stopped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriterReport {
+    /// Acknowledged increments that could not be written before the deadline.
+    pub unwritten: i64,
+}
+
+pub struct Writer {
+    /// Random per process: the key of this writer's row in `writer_progress`.
+    id: String,
+    /// The seq the next sealed batch gets; strictly increasing.
+    next_seq: i64,
+    max_batch: usize,
+    retry_interval: Duration,
+    store: Store,
+    cache: Option<Cache>,
+    store_breaker: Arc<Breaker>,
+    cache_breaker: Arc<Breaker>,
+    /// Batches not known to be committed, oldest first. Applied strictly in
+    /// order and before any newer batch, so that a retry is idempotent.
+    backlog: VecDeque<Batch>,
+    /// Increments acknowledged while PostgreSQL was down, not yet sealed.
+    pending: BTreeMap<CounterId, i64>,
+    /// Sum of `backlog` and `pending`, published for /readyz and metrics.
+    unwritten: Arc<AtomicI64>,
+}
+
+/// Shared handles the writer is built from.
+pub struct WriterParts {
+    pub store: Store,
+    pub cache: Option<Cache>,
+    pub store_breaker: Arc<Breaker>,
+    pub cache_breaker: Arc<Breaker>,
+    pub unwritten: Arc<AtomicI64>,
+    pub max_batch: usize,
+    pub retry_interval: Duration,
+}
+
+impl Writer {
+    pub fn new(parts: WriterParts) -> Self {
+        Self {
+            id: format!("{:032x}", rand::random::<u128>()),
+            next_seq: 1,
+            max_batch: parts.max_batch.max(1),
+            retry_interval: parts.retry_interval,
+            store: parts.store,
+            cache: parts.cache,
+            store_breaker: parts.store_breaker,
+            cache_breaker: parts.cache_breaker,
+            backlog: VecDeque::new(),
+            pending: BTreeMap::new(),
+            unwritten: parts.unwritten,
+        }
+    }
+
+    /// Runs until `stop` carries a deadline; then refuses new hits, answers
+    /// those already queued, and keeps trying to write everything pending
+    /// until the deadline.
+    pub async fn run(
+        mut self,
+        mut hits_rx: mpsc::Receiver<HitRequest>,
+        mut stop: watch::Receiver<Option<Instant>>,
+    ) -> WriterReport {
+        let mut queued = Vec::with_capacity(self.max_batch);
+        let mut retry = tokio::time::interval(self.retry_interval);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = loop {
+            tokio::select! {
+                received = hits_rx.recv_many(&mut queued, self.max_batch) => {
+                    if received == 0 {
+                        break Instant::now() + self.retry_interval;
+                    }
+                    self.process(&mut queued).await;
+                }
+                _ = retry.tick(), if self.has_unwritten() => {
+                    if self.store_breaker.allow() {
+                        self.flush_backlog().await;
+                    }
+                }
+                changed = stop.changed() => {
+                    let deadline = match changed {
+                        Ok(()) => *stop.borrow(),
+                        Err(_) => Some(Instant::now()),
+                    };
+                    if let Some(deadline) = deadline {
+                        break deadline;
+                    }
+                }
+            }
+        };
+
+        hits_rx.close();
+        while hits_rx.recv_many(&mut queued, self.max_batch).await > 0 {
+            self.process(&mut queued).await;
+        }
+        while self.has_unwritten() && Instant::now() < deadline {
+            if self.store_breaker.allow() && self.flush_backlog().await {
+                break;
+            }
+            tokio::time::sleep_until((Instant::now() + self.retry_interval).min(deadline)).await;
+        }
+        let unwritten = self.unwritten_total();
+        if unwritten > 0 {
+            tracing::error!(
+                unwritten,
+                "stopping with acknowledged increments that PostgreSQL never received; they are lost"
+            );
+        } else {
+            tracing::info!("writer stopped; every acknowledged increment is in PostgreSQL");
+        }
+        WriterReport { unwritten }
+    }
+
+    fn has_unwritten(&self) -> bool {
+        !self.backlog.is_empty() || !self.pending.is_empty()
+    }
+
+    fn unwritten_total(&self) -> i64 {
+        let sealed: i64 = self
+            .backlog
+            .iter()
+            .flat_map(|b| b.deltas.iter().map(|(_, d)| *d))
+            .sum();
+        sealed + self.pending.values().sum::<i64>()
+    }
+
+    fn publish_unwritten(&self) {
+        self.unwritten
+            .store(self.unwritten_total(), Ordering::Relaxed);
+    }
+
+    fn take_seq(&mut self) -> i64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Answers one drained queue of hits.
+    async fn process(&mut self, queued: &mut Vec<HitRequest>) {
+        let mut groups: BTreeMap<CounterId, Vec<oneshot::Sender<Result<Hit, HitError>>>> =
+            BTreeMap::new();
+        for request in queued.drain(..) {
+            groups.entry(request.id).or_default().push(request.reply);
+        }
+
+        if self.store_breaker.allow() && self.flush_backlog().await {
+            let deltas: Vec<(CounterId, i64)> = groups
+                .iter()
+                .map(|(id, replies)| (id.clone(), replies.len() as i64))
+                .collect();
+            let seq = self.take_seq();
+            match self.store.apply_batch(&self.id, seq, &deltas).await {
+                Ok(Applied::Now(rows)) => {
+                    self.store_breaker.record_success();
+                    answer_committed(groups, &rows);
+                    self.raise_cache(rows);
+                    return;
+                }
+                Ok(Applied::Before) => {
+                    // A fresh seq cannot have been applied unless two writers
+                    // share an id; refuse rather than guess.
+                    tracing::error!(seq, writer = %self.id, "new batch reported as already applied");
+                    refuse_all(
+                        groups,
+                        "the counter store rejected the write; nothing was counted",
+                    );
+                    return;
+                }
+                Err(error) => {
+                    self.store_breaker.record_failure(&error);
+                    self.backlog.push_back(Batch { seq, deltas });
+                    self.answer_from_cache(groups, true).await;
+                }
+            }
+        } else {
+            self.answer_from_cache(groups, false).await;
+        }
+        self.publish_unwritten();
+    }
+
+    /// PostgreSQL is down: number the hits from Redis. `in_backlog` says the
+    /// hits' increments are already the last batch of `backlog` (a failed
+    /// commit); otherwise they are added to `pending` once Redis counted them.
+    async fn answer_from_cache(
+        &mut self,
+        groups: BTreeMap<CounterId, Vec<oneshot::Sender<Result<Hit, HitError>>>>,
+        in_backlog: bool,
+    ) {
+        let amounts: Vec<(&CounterId, i64)> = groups
+            .iter()
+            .map(|(id, replies)| (id, replies.len() as i64))
+            .collect();
+        let counted = match &self.cache {
+            Some(cache) if self.cache_breaker.allow() => {
+                match cache.incr_existing(&amounts).await {
+                    Ok(values) => {
+                        self.cache_breaker.record_success();
+                        Ok(values)
+                    }
+                    Err(error) => {
+                        self.cache_breaker.record_failure(&error);
+                        Err(
+                            "PostgreSQL and Redis are both unreachable; the hit was not counted, try again later",
+                        )
+                    }
+                }
+            }
+            Some(_) => Err(
+                "PostgreSQL and Redis are both unreachable; the hit was not counted, try again later",
+            ),
+            None => Err(
+                "PostgreSQL is unreachable and no cache is configured; the hit was not counted, try again later",
+            ),
+        };
+        drop(amounts);
+
+        let values = match counted {
+            Ok(values) => values,
+            Err(message) => {
+                if in_backlog {
+                    let dropped = self
+                        .backlog
+                        .pop_back()
+                        .map(|b| b.deltas.iter().map(|(_, d)| *d).sum::<i64>());
+                    tracing::warn!(
+                        hits = dropped.unwrap_or(0),
+                        "commit failed and Redis is down: hits refused with 503 (if PostgreSQL had in fact committed them, they are recorded)"
+                    );
+                }
+                refuse_all(groups, message);
+                return;
+            }
+        };
+
+        for ((id, replies), value) in groups.into_iter().zip(values) {
+            let count = replies.len() as i64;
+            match value {
+                Some(last) => {
+                    if !in_backlog {
+                        *self.pending.entry(id).or_default() += count;
+                    }
+                    for (offset, reply) in replies.into_iter().enumerate() {
+                        let value = last - count + 1 + offset as i64;
+                        let _ = reply.send(Ok(Hit {
+                            value,
+                            durable: false,
+                        }));
+                    }
+                }
+                None => {
+                    if in_backlog {
+                        if let Some(batch) = self.backlog.back_mut() {
+                            batch.deltas.retain(|(counter, _)| counter != &id);
+                        }
+                    }
+                    let message = format!(
+                        "PostgreSQL is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
+                    );
+                    for reply in replies {
+                        let _ = reply.send(Err(HitError::Unavailable(message.clone())));
+                    }
+                }
+            }
+        }
+        if in_backlog && self.backlog.back().is_some_and(|b| b.deltas.is_empty()) {
+            self.backlog.pop_back();
+        }
+    }
+
+    /// Writes everything not yet written, oldest first. True when nothing is
+    /// left; false (and the store breaker opened) at the first failure.
+    async fn flush_backlog(&mut self) -> bool {
+        if !self.pending.is_empty() {
+            let seq = self.take_seq();
+            let deltas = std::mem::take(&mut self.pending).into_iter().collect();
+            self.backlog.push_back(Batch { seq, deltas });
+        }
+        let mut flushed = false;
+        while let Some(batch) = self.backlog.front() {
+            match self
+                .store
+                .apply_batch(&self.id, batch.seq, &batch.deltas)
+                .await
+            {
+                Ok(applied) => {
+                    self.store_breaker.record_success();
+                    let hits: i64 = batch.deltas.iter().map(|(_, d)| *d).sum();
+                    match applied {
+                        Applied::Now(rows) => {
+                            tracing::info!(
+                                seq = batch.seq,
+                                hits,
+                                "wrote increments held while PostgreSQL was down"
+                            );
+                            self.raise_cache(rows);
+                        }
+                        Applied::Before => {
+                            tracing::info!(
+                                seq = batch.seq,
+                                hits,
+                                "batch whose commit answer was lost had been committed"
+                            );
+                        }
+                    }
+                    self.backlog.pop_front();
+                    flushed = true;
+                }
+                Err(error) => {
+                    self.store_breaker.record_failure(&error);
+                    self.publish_unwritten();
+                    return false;
+                }
+            }
+        }
+        if flushed {
+            self.publish_unwritten();
+        }
+        true
+    }
+
+    /// Raises the cache to committed values in the background: the hit path
+    /// never waits on Redis.
+    fn raise_cache(&self, rows: Vec<Committed>) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        if !self.cache_breaker.allow() {
+            return;
+        }
+        let breaker = self.cache_breaker.clone();
+        tokio::spawn(async move {
+            match cache.raise(&rows).await {
+                Ok(()) => breaker.record_success(),
+                Err(error) => breaker.record_failure(&error),
+            }
+        });
+    }
+}
+
+fn answer_committed(
+    groups: BTreeMap<CounterId, Vec<oneshot::Sender<Result<Hit, HitError>>>>,
+    rows: &[Committed],
+) {
+    let values: BTreeMap<&CounterId, i64> = rows.iter().map(|row| (&row.id, row.value)).collect();
+    for (id, replies) in groups {
+        let Some(&last) = values.get(&id) else {
+            tracing::error!(counter = %id, "committed batch returned no row for a counter");
+            for reply in replies {
+                let _ = reply.send(Err(HitError::Unavailable(
+                    "the counter store did not confirm the write".into(),
+                )));
+            }
+            continue;
+        };
+        let count = replies.len() as i64;
+        for (offset, reply) in replies.into_iter().enumerate() {
+            let value = last - count + 1 + offset as i64;
+            let _ = reply.send(Ok(Hit {
+                value,
+                durable: true,
+            }));
+        }
+    }
+}
+
+fn refuse_all(
+    groups: BTreeMap<CounterId, Vec<oneshot::Sender<Result<Hit, HitError>>>>,
+    message: &str,
+) {
+    for reply in groups.into_values().flatten() {
+        let _ = reply.send(Err(HitError::Unavailable(message.to_string())));
+    }
+}

@@ -1,0 +1,524 @@
+//! Test harness: real, throwaway PostgreSQL and Redis servers, and the real
+//! `hitcounter` binary as a child process.
+//!
+//! PostgreSQL is started from the installed server binaries (`pg_config
+//! --bindir`), in a temporary data directory, on a free port; Redis likewise
+//! from `redis-server`. When `DATABASE_URL` / `REDIS_URL` are set, tests that
+//! do not need to stop the servers use those instead (a fresh database, a
+//! fresh key prefix). A missing server binary fails the test loudly.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn pg_bindir() -> PathBuf {
+    let out = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .expect("pg_config not found: install PostgreSQL (postgresql-15) to run these tests");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A command run as the `postgres` user when we are root (PostgreSQL refuses
+/// to run as root).
+fn pg_command(bindir: &Path, program: &str) -> Command {
+    let program = bindir.join(program);
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A PostgreSQL server of this test's own.
+pub struct Postgres {
+    dir: TempDir,
+    bindir: PathBuf,
+    pub port: u16,
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let bindir = pg_bindir();
+        let dir = tempfile::Builder::new().prefix("hc-pg-").tempdir().unwrap();
+        if is_root() {
+            run_ok(
+                Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(dir.path()),
+                "chown data dir",
+            );
+        }
+        let data = dir.path().join("data");
+        run_ok(
+            pg_command(&bindir, "initdb")
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "-D",
+                ])
+                .arg(&data),
+            "initdb",
+        );
+        let port = free_port();
+        let pg = Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            dir,
+            bindir,
+            port,
+        };
+        pg.start_again();
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the server (again) on the same port and data; waits until ready.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        run_ok(
+            pg_command(&self.bindir, "pg_ctl")
+                .args(["start", "-w", "-t", "60", "-l"])
+                .arg(self.dir.path().join("log"))
+                .arg("-D")
+                .arg(self.data())
+                .args(["-o", &options]),
+            "pg_ctl start",
+        );
+    }
+
+    /// Fast shutdown: open sessions are cut, in-flight transactions abort.
+    pub fn stop(&self) {
+        run_ok(
+            pg_command(&self.bindir, "pg_ctl")
+                .args(["stop", "-w", "-m", "fast", "-D"])
+                .arg(self.data()),
+            "pg_ctl stop",
+        );
+    }
+
+    /// The committed value of a counter (None when it has no row).
+    pub fn counter_value(&self, namespace: &str, key: &str) -> Option<i64> {
+        let out = Command::new("psql")
+            .args(["-X", "-A", "-t", "-d", &self.url, "-c"])
+            .arg(format!(
+                "SELECT value FROM counters WHERE namespace = '{namespace}' AND key = '{key}'"
+            ))
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.parse().expect("a number"))
+    }
+
+    pub fn seed_value(&self) -> Option<i64> {
+        self.counter_value("default", "linode-page")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = pg_command(&self.bindir, "pg_ctl")
+            .args(["stop", "-w", "-m", "immediate", "-D"])
+            .arg(self.data())
+            .output();
+    }
+}
+
+/// A Redis server of this test's own, without persistence (as the service
+/// requires of its cache).
+pub struct Redis {
+    pub port: u16,
+    pub url: String,
+    child: Mutex<Option<Child>>,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        let port = free_port();
+        let redis = Self {
+            port,
+            url: format!("redis://127.0.0.1:{port}"),
+            child: Mutex::new(None),
+        };
+        redis.start_again();
+        redis
+    }
+
+    pub fn start_again(&self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install redis-server to run these tests");
+        *self.child.lock().unwrap() = Some(child);
+        wait_for(
+            Duration::from_secs(10),
+            "redis to accept connections",
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+        );
+    }
+
+    /// SIGKILL: the server and everything it held are gone.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// HGET of a counter's live value.
+    pub fn cached_value(&self, prefix: &str, namespace: &str, key: &str) -> Option<i64> {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client.get_connection().expect("connect to test redis");
+        redis::cmd("HGET")
+            .arg(format!("{prefix}:c:{namespace}:{key}"))
+            .arg("v")
+            .query(&mut conn)
+            .expect("HGET")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The real `hitcounter` binary, serving on a free port.
+pub struct App {
+    pub port: u16,
+    pub base: String,
+    child: Option<Child>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+pub struct AppConfig<'a> {
+    pub database_url: &'a str,
+    pub redis_url: Option<&'a str>,
+    pub extra_env: Vec<(&'a str, String)>,
+}
+
+impl<'a> AppConfig<'a> {
+    pub fn new(pg: &'a Postgres, redis: Option<&'a Redis>) -> Self {
+        Self {
+            database_url: &pg.url,
+            redis_url: redis.map(|r| r.url.as_str()),
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &'a str, value: impl Into<String>) -> Self {
+        self.extra_env.push((key, value.into()));
+        self
+    }
+}
+
+impl App {
+    pub fn start(config: AppConfig<'_>) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcounter"));
+        cmd.env_clear()
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", config.database_url)
+            .env("RETRY_INTERVAL", "200ms")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(url) = config.redis_url {
+            cmd.env("REDIS_URL", url);
+        }
+        for (key, value) in &config.extra_env {
+            cmd.env(key, value);
+        }
+        let mut child = cmd.spawn().expect("start hitcounter");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("HC_TEST_ECHO").is_some() {
+                        eprintln!("[app:{port}] {line}");
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let app = Self {
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            lines,
+        };
+        app.wait_healthy();
+        app
+    }
+
+    fn wait_healthy(&self) {
+        let url = format!("{}/healthz", self.base);
+        let start = Instant::now();
+        loop {
+            if let Ok(out) = Command::new(env!("CARGO_BIN_EXE_hitcounter"))
+                .env_clear()
+                .args(["healthcheck", "--url", &url, "--timeout", "1s"])
+                .output()
+                && out.status.success()
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "hitcounter did not become healthy; its output:\n{}",
+                self.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal app");
+    }
+
+    /// Waits for the process to exit and returns its status and how long it took.
+    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return (status, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < limit,
+                "hitcounter did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Outcome of one request in a load run.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// An HTTP answer: status and body.
+    Answered(u16, String),
+    /// No answer (connection refused or reset, timeout).
+    NoAnswer(String),
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
+
+pub async fn get(client: &reqwest::Client, url: &str) -> Outcome {
+    match client.get(url).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match response.text().await {
+                Ok(body) => Outcome::Answered(status, body),
+                Err(e) => Outcome::NoAnswer(e.to_string()),
+            }
+        }
+        Err(e) => Outcome::NoAnswer(e.to_string()),
+    }
+}
+
+/// The number in the seed page's answer.
+pub fn seed_number(body: &str) -> i64 {
+    let rest = body
+        .strip_prefix("Hello Linode! This page has been viewed ")
+        .unwrap_or_else(|| panic!("unexpected body {body:?}"));
+    rest.strip_suffix(" time(s).")
+        .unwrap_or_else(|| panic!("unexpected body {body:?}"))
+        .parse()
+        .unwrap()
+}
+
+/// Tallies a run's outcomes.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok_numbers: Vec<i64>,
+    pub by_status: std::collections::BTreeMap<u16, usize>,
+    pub no_answer: usize,
+}
+
+impl Tally {
+    pub fn of(outcomes: &[Outcome]) -> Self {
+        let mut tally = Self::default();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Answered(status, body) => {
+                    *tally.by_status.entry(*status).or_default() += 1;
+                    if (200..300).contains(status) {
+                        tally.ok_numbers.push(seed_number(body));
+                    }
+                }
+                Outcome::NoAnswer(_) => tally.no_answer += 1,
+            }
+        }
+        tally
+    }
+
+    pub fn acknowledged(&self) -> i64 {
+        self.ok_numbers.len() as i64
+    }
+
+    pub fn assert_numbers_unique(&self) {
+        let mut sorted = self.ok_numbers.clone();
+        sorted.sort_unstable();
+        let before = sorted.len();
+        sorted.dedup();
+        assert_eq!(before, sorted.len(), "some numbers were handed out twice");
+    }
+}
+
+/// A fault injected during a load run once `after` requests have completed.
+pub struct Fault {
+    pub after: usize,
+    pub action: Box<dyn FnOnce() + Send>,
+}
+
+impl Fault {
+    pub fn after(after: usize, action: impl FnOnce() + Send + 'static) -> Self {
+        Self {
+            after,
+            action: Box::new(action),
+        }
+    }
+}
+
+/// Sends `total` GETs to the given URLs (round robin), `concurrency` at a
+/// time, running each fault (on its own thread, in order) once the number
+/// of completed requests reaches its threshold.
+pub async fn load(
+    urls: &[String],
+    total: usize,
+    concurrency: usize,
+    faults: Vec<Fault>,
+) -> Vec<Outcome> {
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let done = Arc::new(AtomicUsize::new(0));
+    let injector = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for fault in faults {
+                while done.load(Ordering::Relaxed) < fault.after {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                (fault.action)();
+            }
+        })
+    };
+    let client = client();
+    let outcomes = futures::stream::iter(0..total)
+        .map(|i| {
+            let client = client.clone();
+            let url = urls[i % urls.len()].clone();
+            let done = done.clone();
+            async move {
+                let outcome = get(&client, &url).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                outcome
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    injector.join().expect("fault injector panicked");
+    outcomes
+}
