@@ -17,7 +17,13 @@
 use std::time::Duration;
 
 use redis::Script;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
+
+use crate::breaker::Breaker;
 
 use crate::counter::CounterId;
 use crate::store::Committed;
@@ -155,4 +161,67 @@ impl Cache {
         )
         .await
     }
+}
+
+/// Keeps the cache level with the record, off the hit path.
+///
+/// The writer sends every committed state here; this task raises the cache
+/// to them in batches. States it could not write (Redis down, breaker open)
+/// are kept, newest per counter, and written when Redis answers again, so a
+/// restarted Redis is refilled without waiting for the next hit.
+pub fn spawn_sync(
+    cache: Cache,
+    breaker: Arc<Breaker>,
+    retry_interval: Duration,
+) -> mpsc::UnboundedSender<Vec<Committed>> {
+    let (states_tx, mut states_rx) = mpsc::unbounded_channel::<Vec<Committed>>();
+    tokio::spawn(async move {
+        // Newest state per counter not yet written to Redis.
+        let mut owed: BTreeMap<CounterId, Committed> = BTreeMap::new();
+        let mut received = Vec::new();
+        loop {
+            if owed.is_empty() {
+                if states_rx.recv_many(&mut received, 256).await == 0 {
+                    return;
+                }
+            } else {
+                // Something is owed: wait for more states or the retry time.
+                tokio::select! {
+                    n = states_rx.recv_many(&mut received, 256) => if n == 0 { return },
+                    _ = tokio::time::sleep(retry_interval) => {}
+                }
+            }
+            for state in received.drain(..).flatten() {
+                match owed.get(&state.id) {
+                    Some(held) if (held.epoch, held.value) >= (state.epoch, state.value) => {}
+                    _ => {
+                        owed.insert(state.id.clone(), state);
+                    }
+                }
+            }
+            if owed.is_empty() || !breaker.allow() {
+                continue;
+            }
+            let states: Vec<Committed> = owed.values().cloned().collect();
+            let mut written = 0;
+            for chunk in states.chunks(512) {
+                match cache.raise(chunk).await {
+                    Ok(()) => {
+                        breaker.record_success();
+                        written += chunk.len();
+                    }
+                    Err(error) => {
+                        breaker.record_failure(&error);
+                        break;
+                    }
+                }
+            }
+            for state in &states[..written] {
+                if owed.get(&state.id) == Some(state) {
+                    owed.remove(&state.id);
+                }
+            }
+        }
+    });
+    states_tx
 }

@@ -90,6 +90,8 @@ pub struct Writer {
     cache: Option<Cache>,
     store_breaker: Arc<Breaker>,
     cache_breaker: Arc<Breaker>,
+    /// Where committed values go to be written to Redis (None: no cache).
+    cache_sync: Option<mpsc::UnboundedSender<Vec<Committed>>>,
     /// Batches not known to be committed, oldest first. Applied strictly in
     /// order and before any newer batch, so that a retry is idempotent.
     backlog: VecDeque<Batch>,
@@ -117,6 +119,9 @@ impl Writer {
             next_seq: 1,
             max_batch: parts.max_batch.max(1),
             retry_interval: parts.retry_interval,
+            cache_sync: parts.cache.clone().map(|cache| {
+                crate::cache::spawn_sync(cache, parts.cache_breaker.clone(), parts.retry_interval)
+            }),
             store: parts.store,
             cache: parts.cache,
             store_breaker: parts.store_breaker,
@@ -168,7 +173,11 @@ impl Writer {
             self.process(&mut queued).await;
         }
         while self.has_unwritten() && Instant::now() < deadline {
-            if self.store_breaker.allow() && self.flush_backlog().await {
+            // Cancelling a flush at the deadline is safe: a batch leaves the
+            // backlog only once its commit is confirmed.
+            if self.store_breaker.allow()
+                && tokio::time::timeout_at(deadline, self.flush_backlog()).await == Ok(true)
+            {
                 break;
             }
             tokio::time::sleep_until((Instant::now() + self.retry_interval).min(deadline)).await;
@@ -322,10 +331,8 @@ impl Writer {
                     }
                 }
                 None => {
-                    if in_backlog {
-                        if let Some(batch) = self.backlog.back_mut() {
-                            batch.deltas.retain(|(counter, _)| counter != &id);
-                        }
+                    if in_backlog && let Some(batch) = self.backlog.back_mut() {
+                        batch.deltas.retain(|(counter, _)| counter != &id);
                     }
                     let message = format!(
                         "PostgreSQL is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
@@ -392,22 +399,12 @@ impl Writer {
         true
     }
 
-    /// Raises the cache to committed values in the background: the hit path
-    /// never waits on Redis.
+    /// Hands committed values to the cache sync task: the hit path never
+    /// waits on Redis.
     fn raise_cache(&self, rows: Vec<Committed>) {
-        let Some(cache) = self.cache.clone() else {
-            return;
-        };
-        if !self.cache_breaker.allow() {
-            return;
+        if let Some(cache_sync) = &self.cache_sync {
+            let _ = cache_sync.send(rows);
         }
-        let breaker = self.cache_breaker.clone();
-        tokio::spawn(async move {
-            match cache.raise(&rows).await {
-                Ok(()) => breaker.record_success(),
-                Err(error) => breaker.record_failure(&error),
-            }
-        });
     }
 }
 

@@ -404,16 +404,28 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// An error with its whole chain of causes, on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 pub async fn get(client: &reqwest::Client, url: &str) -> Outcome {
     match client.get(url).send().await {
         Ok(response) => {
             let status = response.status().as_u16();
             match response.text().await {
                 Ok(body) => Outcome::Answered(status, body),
-                Err(e) => Outcome::NoAnswer(e.to_string()),
+                Err(e) => Outcome::NoAnswer(chain(&e)),
             }
         }
-        Err(e) => Outcome::NoAnswer(e.to_string()),
+        Err(e) => Outcome::NoAnswer(chain(&e)),
     }
 }
 

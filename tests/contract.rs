@@ -1,0 +1,235 @@
+//! The counting contract (DESIGN.md section 3) under concurrency and faults:
+//! every acknowledged hit is recorded exactly once, numbers are unique while
+//! PostgreSQL is up, and a failed dependency never turns into a failed
+//! request unless both are down.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{
+    App, AppConfig, Fault, Outcome, Postgres, Redis, Tally, client, get, load, wait_for,
+};
+
+fn report(name: &str, tally: &Tally, recorded: Option<i64>, elapsed: Duration) {
+    eprintln!(
+        "[{name}] {} hits in {:.2}s: by status {:?}, no answer {}, acknowledged {}, recorded {:?}",
+        tally.ok_numbers.len()
+            + tally
+                .by_status
+                .iter()
+                .filter(|(s, _)| !(200..300).contains(*s))
+                .map(|(_, n)| n)
+                .sum::<usize>()
+            + tally.no_answer,
+        elapsed.as_secs_f64(),
+        tally.by_status,
+        tally.no_answer,
+        tally.acknowledged(),
+        recorded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_hits_over_two_processes_are_numbered_1_to_n_exactly_once() {
+    // Arrange
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let a = App::start(AppConfig::new(&pg, Some(&redis)));
+    let b = App::start(AppConfig::new(&pg, Some(&redis)));
+
+    // Act
+    let start = Instant::now();
+    let outcomes = load(&[a.base.clone(), b.base.clone()], 2000, 64, vec![]).await;
+    let tally = Tally::of(&outcomes);
+    report("2 processes", &tally, pg.seed_value(), start.elapsed());
+
+    // Assert
+    assert_eq!(
+        tally.by_status.get(&200),
+        Some(&2000),
+        "{:?}",
+        tally.by_status
+    );
+    let mut numbers = tally.ok_numbers.clone();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=2000).collect::<Vec<i64>>());
+    assert_eq!(pg.seed_value(), Some(2000));
+    wait_for(
+        Duration::from_secs(5),
+        "the cache to reach the record",
+        || redis.cached_value("hitcounter", "default", "linode-page") == Some(2000),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_killed_and_restarted_mid_run_fails_no_request_and_loses_nothing() {
+    // Arrange
+    let pg = Postgres::start();
+    let redis = Arc::new(Redis::start());
+    let a = App::start(AppConfig::new(&pg, Some(&redis)));
+    let b = App::start(AppConfig::new(&pg, Some(&redis)));
+    let (kill, restart) = (redis.clone(), redis.clone());
+
+    // Act: kill Redis a third of the way in, restart it at two thirds.
+    let start = Instant::now();
+    let outcomes = load(
+        &[a.base.clone(), b.base.clone()],
+        3000,
+        64,
+        vec![
+            Fault::after(1000, move || kill.kill()),
+            Fault::after(2000, move || restart.start_again()),
+        ],
+    )
+    .await;
+    let tally = Tally::of(&outcomes);
+    report("redis kill", &tally, pg.seed_value(), start.elapsed());
+
+    // Assert: all answered 2xx, exact, unique.
+    assert_eq!(
+        tally.by_status.get(&200),
+        Some(&3000),
+        "{:?} no answer {}",
+        tally.by_status,
+        tally.no_answer
+    );
+    tally.assert_numbers_unique();
+    assert_eq!(pg.seed_value(), Some(3000));
+
+    // Counting continues from the record, never from 1, and Redis is refilled.
+    let client = client();
+    match get(&client, &a.base).await {
+        Outcome::Answered(200, body) => assert_eq!(support::seed_number(&body), 3001),
+        other => panic!("{other:?}"),
+    }
+    wait_for(
+        Duration::from_secs(5),
+        "the restarted cache to hold the record",
+        || redis.cached_value("hitcounter", "default", "linode-page") == Some(3001),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_stopped_mid_run_answers_from_redis_and_records_every_hit_when_back() {
+    // Arrange
+    let pg = Arc::new(Postgres::start());
+    let redis = Redis::start();
+    let a = App::start(AppConfig::new(&pg, Some(&redis)));
+    let b = App::start(AppConfig::new(&pg, Some(&redis)));
+    let (stop, start_again) = (pg.clone(), pg.clone());
+
+    // Act: stop PostgreSQL a third of the way in, start it at two thirds.
+    let start = Instant::now();
+    let outcomes = load(
+        &[a.base.clone(), b.base.clone()],
+        3000,
+        64,
+        vec![
+            Fault::after(1000, move || stop.stop()),
+            Fault::after(2000, move || start_again.start_again()),
+        ],
+    )
+    .await;
+    let tally = Tally::of(&outcomes);
+
+    // Assert: every answer 2xx; once both processes have written what they
+    // held, the record equals the acknowledged hits.
+    assert_eq!(
+        tally.by_status.get(&200),
+        Some(&3000),
+        "{:?} no answer {}",
+        tally.by_status,
+        tally.no_answer
+    );
+    let client = client();
+    for app in [&a, &b] {
+        wait_for(
+            Duration::from_secs(10),
+            "pending increments to be written",
+            || {
+                let body =
+                    futures::executor::block_on(get(&client, &format!("{}/readyz", app.base)));
+                matches!(body, Outcome::Answered(200, ref b) if b.contains("\"unwritten\":0"))
+            },
+        );
+    }
+    report("postgres stop", &tally, pg.seed_value(), start.elapsed());
+    assert_eq!(pg.seed_value(), Some(tally.acknowledged()));
+    assert!(
+        a.logs()
+            .iter()
+            .chain(b.logs().iter())
+            .any(|l| l.contains("held while PostgreSQL was down"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_down_answers_503_counts_nothing_and_resumes_from_the_record() {
+    // Arrange
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let app = App::start(AppConfig::new(&pg, Some(&redis)));
+    let client = client();
+    for _ in 0..5 {
+        get(&client, &app.base).await;
+    }
+    assert_eq!(pg.seed_value(), Some(5));
+
+    // Act
+    redis.kill();
+    pg.stop();
+    let started = Instant::now();
+    let refused: Vec<Outcome> =
+        futures::future::join_all((0..20).map(|_| get(&client, &app.base))).await;
+    let took = started.elapsed();
+
+    // Assert: a clear 503, quickly (the breaker spares a timeout per request).
+    for outcome in &refused {
+        match outcome {
+            Outcome::Answered(503, body) => {
+                let body: serde_json::Value = serde_json::from_str(body).unwrap();
+                let message = body["error"].as_str().unwrap();
+                assert!(message.contains("not counted"), "{message}");
+            }
+            other => panic!("expected 503, got {other:?}"),
+        }
+    }
+    eprintln!("[both down] 20 requests refused with 503 in {took:?}");
+    assert!(took < Duration::from_secs(3), "refusals took {took:?}");
+
+    redis.start_again();
+    pg.start_again();
+    assert_eq!(
+        pg.seed_value(),
+        Some(5),
+        "nothing was counted while both were down"
+    );
+    wait_for(Duration::from_secs(10), "counting to resume", || {
+        matches!(
+            futures::executor::block_on(get(&client, &app.base)),
+            Outcome::Answered(200, _)
+        )
+    });
+    assert_eq!(pg.seed_value(), Some(6), "counting resumed from the record");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_postgres_numbers_every_hit_and_its_loss_is_a_503() {
+    let pg = Postgres::start();
+    let app = App::start(AppConfig::new(&pg, None));
+    let outcomes = load(std::slice::from_ref(&app.base), 500, 32, vec![]).await;
+    let tally = Tally::of(&outcomes);
+    let mut numbers = tally.ok_numbers.clone();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=500).collect::<Vec<i64>>());
+
+    pg.stop();
+    match get(&client(), &app.base).await {
+        Outcome::Answered(503, body) => assert!(body.contains("no cache is configured"), "{body}"),
+        other => panic!("{other:?}"),
+    }
+    pg.start_again();
+    assert_eq!(pg.seed_value(), Some(500));
+}
