@@ -34,8 +34,8 @@ fn report(name: &str, tally: &Tally, recorded: Option<i64>, elapsed: Duration) {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_hits_over_two_processes_are_numbered_1_to_n_exactly_once() {
     // Arrange
-    let pg = Postgres::start();
-    let redis = Redis::start();
+    let pg = Postgres::shared();
+    let redis = Redis::shared();
     let a = App::start(AppConfig::new(&pg, Some(&redis)));
     let b = App::start(AppConfig::new(&pg, Some(&redis)));
 
@@ -59,7 +59,7 @@ async fn concurrent_hits_over_two_processes_are_numbered_1_to_n_exactly_once() {
     wait_for(
         Duration::from_secs(5),
         "the cache to reach the record",
-        || redis.cached_value("hitcounter", "default", "linode-page") == Some(2000),
+        || redis.cached_value("default", "linode-page") == Some(2000),
     );
 }
 
@@ -107,7 +107,7 @@ async fn redis_killed_and_restarted_mid_run_fails_no_request_and_loses_nothing()
     wait_for(
         Duration::from_secs(5),
         "the restarted cache to hold the record",
-        || redis.cached_value("hitcounter", "default", "linode-page") == Some(3001),
+        || redis.cached_value("default", "linode-page") == Some(3001),
     );
 }
 

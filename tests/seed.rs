@@ -11,8 +11,8 @@ use support::{App, AppConfig, Outcome, Postgres, Redis, client, get};
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_steps_answer_word_for_word_and_log_the_reset() {
     // Arrange
-    let pg = Postgres::start();
-    let redis = Redis::start();
+    let pg = Postgres::shared();
+    let redis = Redis::shared();
     let app = App::start(AppConfig::new(&pg, Some(&redis)));
     let client = client();
 
@@ -64,13 +64,13 @@ async fn seed_steps_answer_word_for_word_and_log_the_reset() {
     support::wait_for(
         Duration::from_secs(5),
         "the cache to hold the committed value",
-        || redis.cached_value("hitcounter", "default", "linode-page") == Some(1),
+        || redis.cached_value("default", "linode-page") == Some(1),
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn greeting_is_configurable_and_json_logs_are_one_object_per_line() {
-    let pg = Postgres::start();
+    let pg = Postgres::shared();
     let app = App::start(
         AppConfig::new(&pg, None)
             .env("GREETING", "Hello there!")
@@ -99,7 +99,7 @@ async fn greeting_is_configurable_and_json_logs_are_one_object_per_line() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_token_protects_reset_and_never_appears_in_logs() {
-    let pg = Postgres::start();
+    let pg = Postgres::shared();
     let app = App::start(AppConfig::new(&pg, None).env("ADMIN_TOKEN", "s3cret-token-value"));
     let client = client();
     let reset = format!("{}/resetcounter", app.base);
@@ -137,7 +137,7 @@ async fn admin_token_protects_reset_and_never_appears_in_logs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn open_reset_is_warned_about_at_start() {
-    let pg = Postgres::start();
+    let pg = Postgres::shared();
     let app = App::start(AppConfig::new(&pg, None));
     assert!(
         app.logs()
@@ -148,7 +148,7 @@ async fn open_reset_is_warned_about_at_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_a_clear_4xx_and_counts_nothing() {
-    let pg = Postgres::start();
+    let pg = Postgres::shared();
     let app = App::start(AppConfig::new(&pg, None));
     let client = client();
 
@@ -241,7 +241,7 @@ async fn readiness_names_the_state_of_store_and_cache() {
 
 #[test]
 fn healthcheck_subcommand_exits_0_when_healthy_and_1_when_not() {
-    let pg = Postgres::start();
+    let pg = Postgres::shared();
     let app = App::start(AppConfig::new(&pg, None));
     let probe = |url: String| {
         Command::new(env!("CARGO_BIN_EXE_hitcounter"))

@@ -11,8 +11,8 @@ use support::{App, AppConfig, Fault, Outcome, Postgres, Redis, Tally, client, ge
 
 async fn stops_gracefully_under_load(signal: Signal) {
     // Arrange
-    let pg = Postgres::start();
-    let redis = Redis::start();
+    let pg = Postgres::shared();
+    let redis = Redis::shared();
     let app = Arc::new(std::sync::Mutex::new(App::start(AppConfig::new(
         &pg,
         Some(&redis),

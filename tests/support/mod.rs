@@ -63,15 +63,56 @@ fn run_ok(cmd: &mut Command, what: &str) {
     );
 }
 
-/// A PostgreSQL server of this test's own.
+/// A PostgreSQL database: on a server of this test's own, or a fresh
+/// database on the server at `DATABASE_URL` (see [`Postgres::shared`]).
 pub struct Postgres {
     dir: TempDir,
     bindir: PathBuf,
     pub port: u16,
     pub url: String,
+    /// False for a database on the server at `DATABASE_URL`, which tests
+    /// must not stop.
+    own: bool,
+}
+
+fn random_suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 impl Postgres {
+    /// For tests that never stop the server: a fresh database on the server
+    /// at `DATABASE_URL` when it is set, else a server of the test's own.
+    pub fn shared() -> Self {
+        let Ok(admin_url) = std::env::var("DATABASE_URL") else {
+            return Self::start();
+        };
+        let name = format!("hc_test_{}", random_suffix());
+        run_ok(
+            Command::new("psql")
+                .args(["-X", "-q", "-d", &admin_url, "-c"])
+                .arg(format!("CREATE DATABASE {name}")),
+            "CREATE DATABASE on DATABASE_URL",
+        );
+        let (base, query) = admin_url
+            .split_once('?')
+            .map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
+        let (server, _) = base
+            .rsplit_once('/')
+            .expect("DATABASE_URL has a database path");
+        let url = match query {
+            Some(query) => format!("{server}/{name}?{query}"),
+            None => format!("{server}/{name}"),
+        };
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            bindir: PathBuf::new(),
+            port: 0,
+            url,
+            own: false,
+        }
+    }
+
+    /// A server of this test's own (for tests that stop and start it).
     pub fn start() -> Self {
         let bindir = pg_bindir();
         let dir = tempfile::Builder::new().prefix("hc-pg-").tempdir().unwrap();
@@ -105,6 +146,7 @@ impl Postgres {
             dir,
             bindir,
             port,
+            own: true,
         };
         pg.start_again();
         pg
@@ -116,6 +158,10 @@ impl Postgres {
 
     /// Starts the server (again) on the same port and data; waits until ready.
     pub fn start_again(&self) {
+        assert!(
+            self.own,
+            "this test stops PostgreSQL: it needs Postgres::start()"
+        );
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
             self.port,
@@ -134,6 +180,10 @@ impl Postgres {
 
     /// Fast shutdown: open sessions are cut, in-flight transactions abort.
     pub fn stop(&self) {
+        assert!(
+            self.own,
+            "this test stops PostgreSQL: it needs Postgres::start()"
+        );
         run_ok(
             pg_command(&self.bindir, "pg_ctl")
                 .args(["stop", "-w", "-m", "fast", "-D"])
@@ -168,6 +218,9 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        if !self.own {
+            return;
+        }
         let _ = pg_command(&self.bindir, "pg_ctl")
             .args(["stop", "-w", "-m", "immediate", "-D"])
             .arg(self.data())
@@ -180,22 +233,48 @@ impl Drop for Postgres {
 pub struct Redis {
     pub port: u16,
     pub url: String,
+    /// The key prefix the app under test is given.
+    pub prefix: String,
     child: Mutex<Option<Child>>,
+    own: bool,
 }
 
 impl Redis {
+    /// For tests that never stop the server: the server at `REDIS_URL` with
+    /// a key prefix of the test's own when it is set, else a server of the
+    /// test's own.
+    pub fn shared() -> Self {
+        match std::env::var("REDIS_URL") {
+            Ok(url) => Self {
+                port: 0,
+                url,
+                prefix: format!("hc-test-{}", random_suffix()),
+                child: Mutex::new(None),
+                own: false,
+            },
+            Err(_) => Self::start(),
+        }
+    }
+
+    /// A server of this test's own (for tests that kill and restart it).
     pub fn start() -> Self {
         let port = free_port();
         let redis = Self {
             port,
             url: format!("redis://127.0.0.1:{port}"),
+            prefix: "hitcounter".to_string(),
             child: Mutex::new(None),
+            own: true,
         };
         redis.start_again();
         redis
     }
 
     pub fn start_again(&self) {
+        assert!(
+            self.own,
+            "this test restarts Redis: it needs Redis::start()"
+        );
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -221,6 +300,7 @@ impl Redis {
 
     /// SIGKILL: the server and everything it held are gone.
     pub fn kill(&self) {
+        assert!(self.own, "this test kills Redis: it needs Redis::start()");
         if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -228,7 +308,8 @@ impl Redis {
     }
 
     /// HGET of a counter's live value.
-    pub fn cached_value(&self, prefix: &str, namespace: &str, key: &str) -> Option<i64> {
+    pub fn cached_value(&self, namespace: &str, key: &str) -> Option<i64> {
+        let prefix = &self.prefix;
         let client = redis::Client::open(self.url.as_str()).unwrap();
         let mut conn = client.get_connection().expect("connect to test redis");
         redis::cmd("HGET")
@@ -241,7 +322,10 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        self.kill();
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -267,6 +351,7 @@ pub struct App {
 pub struct AppConfig<'a> {
     pub database_url: &'a str,
     pub redis_url: Option<&'a str>,
+    pub redis_prefix: Option<&'a str>,
     pub extra_env: Vec<(&'a str, String)>,
 }
 
@@ -275,6 +360,7 @@ impl<'a> AppConfig<'a> {
         Self {
             database_url: &pg.url,
             redis_url: redis.map(|r| r.url.as_str()),
+            redis_prefix: redis.map(|r| r.prefix.as_str()),
             extra_env: Vec::new(),
         }
     }
@@ -297,6 +383,9 @@ impl App {
             .stderr(Stdio::piped());
         if let Some(url) = config.redis_url {
             cmd.env("REDIS_URL", url);
+        }
+        if let Some(prefix) = config.redis_prefix {
+            cmd.env("REDIS_KEY_PREFIX", prefix);
         }
         for (key, value) in &config.extra_env {
             cmd.env(key, value);
