@@ -34,11 +34,11 @@ async fn stops_gracefully_under_load(signal: Signal) {
     .await;
     let (status, took) = app.lock().unwrap().wait_exit(Duration::from_secs(15));
 
-    // Assert: every request that got an answer got 200; the rest were
-    // refused or reset at connect after the listener closed, or sent on an idle
-    // keep-alive connection the server was closing (never read). The record
-    // holding exactly the acknowledged hits shows that no request was
-    // counted without being answered.
+    // Assert: every request that got an answer got 200; the rest failed at
+    // the connection level after the listener closed (refused, reset while
+    // still in the accept queue, or sent on an idle keep-alive connection
+    // the server was closing). The record holding exactly the acknowledged
+    // hits shows that no request the server took in was left unanswered.
     let tally = Tally::of(&outcomes);
     eprintln!(
         "[{signal:?}] answered {:?}, no answer {}, exit {:?} within {took:?} of the load's end",
@@ -57,7 +57,8 @@ async fn stops_gracefully_under_load(signal: Signal) {
         if let Outcome::NoAnswer(error) = outcome {
             assert!(
                 error.contains("tcp connect error")
-                    || error.contains("connection closed before message completed"),
+                    || error.contains("connection closed before message completed")
+                    || error.contains("Connection reset by peer"),
                 "unexpected failure: {error}"
             );
         }
