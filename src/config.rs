@@ -15,7 +15,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Page views are recorded in PostgreSQL (the record) and mirrored in Redis
 /// (the cache). A hit is answered after its increment is committed; when
 /// PostgreSQL is down it is answered from Redis and written when PostgreSQL
-/// returns; when both are down it is refused with 503.
+/// returns; when both are down it is refused with 503. With no DATABASE_URL
+/// the record is an embedded SQLite file, and with no REDIS_URL there is no
+/// cache: `hitcounter` alone serves with zero set-up.
 ///
 /// With no subcommand, `serve` is run.
 #[derive(Debug, Parser)]
@@ -42,9 +44,13 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// PostgreSQL URL of the record, e.g. postgres://user:pass@host:5432/db.
-    /// Required by `serve` and `migrate`.
+    /// Without it the record is the embedded SQLite file at SQLITE_PATH.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// The embedded record's file, used when DATABASE_URL is not set.
+    #[arg(long, env = "SQLITE_PATH", default_value = "hitcounter.db")]
+    pub sqlite_path: std::path::PathBuf,
 
     /// Largest number of PostgreSQL connections per process.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
@@ -57,10 +63,13 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    pub fn database_url(&self) -> anyhow::Result<&str> {
-        self.database_url.as_deref().ok_or_else(|| {
-            anyhow::anyhow!("DATABASE_URL is not set: give the PostgreSQL URL, e.g. DATABASE_URL=postgres://user:pass@localhost:5432/hitcounter")
-        })
+    pub fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        crate::store::Store::open(
+            self.database_url.as_deref(),
+            &self.sqlite_path,
+            self.db_pool_size,
+            self.store_timeout,
+        )
     }
 }
 

@@ -59,11 +59,7 @@ pub struct Engine {
 impl Engine {
     /// Connects lazily to the store and the cache and starts the writer.
     pub fn start(args: &ServeArgs) -> anyhow::Result<Self> {
-        let store = Store::connect_lazy(
-            args.store.database_url()?,
-            args.store.db_pool_size,
-            args.store.store_timeout,
-        )?;
+        let store = args.store.open()?;
         let cache = args
             .redis_url
             .as_deref()
@@ -116,9 +112,15 @@ impl Engine {
 
     /// Counts one hit and answers with the counter's value including it.
     pub async fn hit(&self, id: CounterId) -> Result<Hit, HitError> {
+        self.add(id, 1).await
+    }
+
+    /// Adds `amount` (through the same group commit as hits) and answers
+    /// with the counter's value including it.
+    pub async fn add(&self, id: CounterId, amount: i64) -> Result<Hit, HitError> {
         let (reply, answer) = oneshot::channel();
         self.hits_tx
-            .send(HitRequest { id, reply })
+            .send(HitRequest { id, amount, reply })
             .await
             .map_err(|_| HitError::Stopping)?;
         answer.await.map_err(|_| HitError::Stopping)?

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hitcounter::config::{Cli, Command};
-use hitcounter::{healthcheck, server, store::Store, telemetry};
+use hitcounter::{healthcheck, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -39,10 +39,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(args) => {
             telemetry::init(&args.log)?;
-            let store =
-                Store::connect_lazy(args.store.database_url()?, 1, args.store.store_timeout)?;
+            let store = args.store.open()?;
             store.migrate().await?;
-            tracing::info!("migrations applied");
+            tracing::info!(store = %store.describe(), "migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck(args) => match healthcheck::probe(&args.url, args.timeout).await {

@@ -42,12 +42,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<i64> {
+    let engine = Arc::new(Engine::start(args)?);
     tracing::info!(
-        database = %redact_url(args.store.database_url()?),
+        store = %engine.store().describe(),
         redis = %args.redis_url.as_deref().map_or_else(|| "none (no cache)".to_string(), redact_url),
         "starting"
     );
-    let engine = Arc::new(Engine::start(args)?);
     migrate_with_patience(engine.store(), args.startup_timeout).await?;
     if let Err(error) = engine.store().prune_writers().await {
         tracing::warn!(%error, "could not prune old writer rows");

@@ -61,14 +61,48 @@ pub enum HitError {
 
 pub struct HitRequest {
     pub id: CounterId,
+    /// What to add: 1 for a hit, any amount for an update.
+    pub amount: i64,
     pub reply: oneshot::Sender<Result<Hit, HitError>>,
 }
 
-/// A sealed group of increments with its place in this writer's sequence.
+type Reply = oneshot::Sender<Result<Hit, HitError>>;
+
+/// The queued requests of one counter, in arrival order.
+#[derive(Default)]
+struct Group {
+    requests: Vec<(i64, Reply)>,
+}
+
+impl Group {
+    fn total(&self) -> i64 {
+        self.requests.iter().map(|(amount, _)| amount).sum()
+    }
+
+    /// Answers each request with the value the counter had right after it,
+    /// given the value after the whole group.
+    fn answer(self, last: i64, durable: bool) {
+        let mut value = last - self.total();
+        for (amount, reply) in self.requests {
+            value += amount;
+            let _ = reply.send(Ok(Hit { value, durable }));
+        }
+    }
+
+    fn refuse(self, message: &str) {
+        for (_, reply) in self.requests {
+            let _ = reply.send(Err(HitError::Unavailable(message.to_string())));
+        }
+    }
+}
+
+type Groups = BTreeMap<CounterId, Group>;
+
+/// A sealed set of increments with its place in this writer's sequence.
 #[derive(Debug)]
 struct Batch {
     seq: i64,
-    /// Sorted by counter id; amounts are positive.
+    /// Sorted by counter id.
     deltas: Vec<(CounterId, i64)>,
 }
 
@@ -220,16 +254,19 @@ impl Writer {
 
     /// Answers one drained queue of hits.
     async fn process(&mut self, queued: &mut Vec<HitRequest>) {
-        let mut groups: BTreeMap<CounterId, Vec<oneshot::Sender<Result<Hit, HitError>>>> =
-            BTreeMap::new();
+        let mut groups = Groups::new();
         for request in queued.drain(..) {
-            groups.entry(request.id).or_default().push(request.reply);
+            groups
+                .entry(request.id)
+                .or_default()
+                .requests
+                .push((request.amount, request.reply));
         }
 
         if self.store_breaker.allow() && self.flush_backlog().await {
             let deltas: Vec<(CounterId, i64)> = groups
                 .iter()
-                .map(|(id, replies)| (id.clone(), replies.len() as i64))
+                .map(|(id, group)| (id.clone(), group.total()))
                 .collect();
             let seq = self.take_seq();
             match self.store.apply_batch(&self.id, seq, &deltas).await {
@@ -264,14 +301,10 @@ impl Writer {
     /// PostgreSQL is down: number the hits from Redis. `in_backlog` says the
     /// hits' increments are already the last batch of `backlog` (a failed
     /// commit); otherwise they are added to `pending` once Redis counted them.
-    async fn answer_from_cache(
-        &mut self,
-        groups: BTreeMap<CounterId, Vec<oneshot::Sender<Result<Hit, HitError>>>>,
-        in_backlog: bool,
-    ) {
+    async fn answer_from_cache(&mut self, groups: Groups, in_backlog: bool) {
         let amounts: Vec<(&CounterId, i64)> = groups
             .iter()
-            .map(|(id, replies)| (id, replies.len() as i64))
+            .map(|(id, group)| (id, group.total()))
             .collect();
         let counted = match &self.cache {
             Some(cache) if self.cache_breaker.allow() => {
@@ -315,31 +348,21 @@ impl Writer {
             }
         };
 
-        for ((id, replies), value) in groups.into_iter().zip(values) {
-            let count = replies.len() as i64;
+        for ((id, group), value) in groups.into_iter().zip(values) {
             match value {
                 Some(last) => {
                     if !in_backlog {
-                        *self.pending.entry(id).or_default() += count;
+                        *self.pending.entry(id).or_default() += group.total();
                     }
-                    for (offset, reply) in replies.into_iter().enumerate() {
-                        let value = last - count + 1 + offset as i64;
-                        let _ = reply.send(Ok(Hit {
-                            value,
-                            durable: false,
-                        }));
-                    }
+                    group.answer(last, false);
                 }
                 None => {
                     if in_backlog && let Some(batch) = self.backlog.back_mut() {
                         batch.deltas.retain(|(counter, _)| counter != &id);
                     }
-                    let message = format!(
+                    group.refuse(&format!(
                         "PostgreSQL is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
-                    );
-                    for reply in replies {
-                        let _ = reply.send(Err(HitError::Unavailable(message.clone())));
-                    }
+                    ));
                 }
             }
         }
@@ -408,37 +431,21 @@ impl Writer {
     }
 }
 
-fn answer_committed(
-    groups: BTreeMap<CounterId, Vec<oneshot::Sender<Result<Hit, HitError>>>>,
-    rows: &[Committed],
-) {
+fn answer_committed(groups: Groups, rows: &[Committed]) {
     let values: BTreeMap<&CounterId, i64> = rows.iter().map(|row| (&row.id, row.value)).collect();
-    for (id, replies) in groups {
-        let Some(&last) = values.get(&id) else {
-            tracing::error!(counter = %id, "committed batch returned no row for a counter");
-            for reply in replies {
-                let _ = reply.send(Err(HitError::Unavailable(
-                    "the counter store did not confirm the write".into(),
-                )));
+    for (id, group) in groups {
+        match values.get(&id) {
+            Some(&last) => group.answer(last, true),
+            None => {
+                tracing::error!(counter = %id, "committed batch returned no row for a counter");
+                group.refuse("the counter store did not confirm the write");
             }
-            continue;
-        };
-        let count = replies.len() as i64;
-        for (offset, reply) in replies.into_iter().enumerate() {
-            let value = last - count + 1 + offset as i64;
-            let _ = reply.send(Ok(Hit {
-                value,
-                durable: true,
-            }));
         }
     }
 }
 
-fn refuse_all(
-    groups: BTreeMap<CounterId, Vec<oneshot::Sender<Result<Hit, HitError>>>>,
-    message: &str,
-) {
-    for reply in groups.into_values().flatten() {
-        let _ = reply.send(Err(HitError::Unavailable(message.to_string())));
+fn refuse_all(groups: Groups, message: &str) {
+    for group in groups.into_values() {
+        group.refuse(message);
     }
 }

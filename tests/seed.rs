@@ -260,16 +260,6 @@ fn healthcheck_subcommand_exits_0_when_healthy_and_1_when_not() {
 }
 
 #[test]
-fn serve_without_database_url_says_what_is_missing() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hitcounter"))
-        .env_clear()
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL is not set"));
-}
-
-#[test]
 fn help_documents_every_setting() {
     let out = Command::new(env!("CARGO_BIN_EXE_hitcounter"))
         .arg("--help")

@@ -1,0 +1,17 @@
+-- The counter API: per-counter options (CountAPI's), the hash of the admin
+-- key returned once by /create, and the daily history.
+ALTER TABLE counters
+    ADD COLUMN enable_reset      boolean NOT NULL DEFAULT false,
+    ADD COLUMN update_lowerbound bigint  NOT NULL DEFAULT -1,
+    ADD COLUMN update_upperbound bigint  NOT NULL DEFAULT 1,
+    ADD COLUMN admin_key_hash    text;
+
+-- Increments per counter per UTC day, written in the same statement as the
+-- total.
+CREATE TABLE counter_days (
+    namespace text   NOT NULL,
+    key       text   NOT NULL,
+    day       date   NOT NULL,
+    hits      bigint NOT NULL,
+    PRIMARY KEY (namespace, key, day)
+);

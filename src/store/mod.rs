@@ -1,0 +1,288 @@
+//! The record: PostgreSQL, or an embedded SQLite file when no `DATABASE_URL`
+//! is given. Both keep the same tables and offer the same operations; every
+//! SQL statement of the service lives in `postgres.rs` or `sqlite.rs`.
+//!
+//! Every query binds its values (no SQL is built from strings) and every call
+//! is bounded by the store timeout, so a dead server costs one timeout.
+
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::counter::CounterId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("store error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("counter {0} already exists")]
+    AlreadyExists(CounterId),
+}
+
+/// One counter's state after a committed write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub id: CounterId,
+    pub value: i64,
+    pub epoch: i64,
+}
+
+/// What `apply_batch` did.
+#[derive(Debug)]
+pub enum Applied {
+    /// Committed now; every counter's new state.
+    Now(Vec<Committed>),
+    /// This batch had been committed before; nothing was changed.
+    Before,
+}
+
+/// A counter as `/create` makes it.
+#[derive(Debug, Clone)]
+pub struct CounterSpec {
+    pub id: CounterId,
+    pub value: i64,
+    pub enable_reset: bool,
+    pub update_lowerbound: i64,
+    pub update_upperbound: i64,
+    /// SHA-256 of the admin key, hex; the key itself is never stored.
+    pub admin_key_hash: Option<String>,
+}
+
+/// Everything the record holds about a counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterInfo {
+    pub id: CounterId,
+    pub value: i64,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+    pub enable_reset: bool,
+    pub update_lowerbound: i64,
+    pub update_upperbound: i64,
+    pub admin_key_hash: Option<String>,
+}
+
+/// A counter's value before and after `set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetOutcome {
+    pub old_value: i64,
+    pub value: i64,
+    pub epoch: i64,
+}
+
+/// Increments of one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DayCount {
+    /// `YYYY-MM-DD`
+    pub day: String,
+    pub hits: i64,
+}
+
+/// Service-wide figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub counters: i64,
+    pub hits_today: i64,
+}
+
+#[derive(Clone)]
+pub enum Store {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Postgres($store) => $call,
+            Store::Sqlite($store) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// PostgreSQL at `database_url`, or the SQLite file at `sqlite_path`
+    /// when there is none. Connections are made lazily: building a store
+    /// never fails because a server is down.
+    pub fn open(
+        database_url: Option<&str>,
+        sqlite_path: &std::path::Path,
+        pool_size: u32,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        Ok(match database_url {
+            Some(url) => Store::Postgres(PgStore::connect_lazy(url, pool_size, timeout)?),
+            None => Store::Sqlite(SqliteStore::open(sqlite_path, timeout)?),
+        })
+    }
+
+    /// A short description for logs (no credentials).
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Postgres(store) => format!("PostgreSQL {}", store.describe()),
+            Store::Sqlite(store) => format!("SQLite file {}", store.describe()),
+        }
+    }
+
+    /// Applies the embedded migrations (idempotent; safe from several
+    /// processes at once).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.migrate().await)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    /// Adds each delta to its counter (creating missing counters) and to the
+    /// counter's history of today, in one transaction, unless this writer's
+    /// batch `seq` was already applied (a retry of a batch whose commit
+    /// succeeded but whose answer was lost). `deltas` must be sorted by
+    /// counter id, so that concurrent writers lock rows in the same order.
+    pub async fn apply_batch(
+        &self,
+        writer_id: &str,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+    ) -> Result<Applied, StoreError> {
+        debug_assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
+        dispatch!(self, s => s.apply_batch(writer_id, seq, deltas).await)
+    }
+
+    /// Sets a counter (created if missing) to zero and starts a new epoch.
+    /// Returns the new epoch.
+    pub async fn reset(&self, id: &CounterId) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.reset(id).await)
+    }
+
+    /// Sets an existing counter to `value` and starts a new epoch; `None`
+    /// when the counter does not exist.
+    pub async fn set(&self, id: &CounterId, value: i64) -> Result<Option<SetOutcome>, StoreError> {
+        dispatch!(self, s => s.set(id, value).await)
+    }
+
+    pub async fn create(&self, spec: &CounterSpec) -> Result<CounterInfo, StoreError> {
+        dispatch!(self, s => s.create(spec).await)
+    }
+
+    pub async fn info(&self, id: &CounterId) -> Result<Option<CounterInfo>, StoreError> {
+        dispatch!(self, s => s.info(id).await)
+    }
+
+    /// The recorded value of a counter, if it exists.
+    pub async fn get(&self, id: &CounterId) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.get(id).await)
+    }
+
+    /// Deletes a counter and its history; false when it did not exist.
+    pub async fn delete(&self, id: &CounterId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete(id).await)
+    }
+
+    /// The last `days` UTC days (today included), oldest first, with zero
+    /// for days without increments.
+    pub async fn history(&self, id: &CounterId, days: u32) -> Result<Vec<DayCount>, StoreError> {
+        let recorded = dispatch!(self, s => s.history(id, days).await)?;
+        Ok(fill_days(recorded, days, today_utc()))
+    }
+
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        dispatch!(self, s => s.totals().await)
+    }
+
+    /// Forgets the progress rows of writers not heard from in 30 days
+    /// (processes long gone), so the table stays one row per live process.
+    pub async fn prune_writers(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.prune_writers().await)
+    }
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(StoreError::Timeout(timeout)),
+    }
+}
+
+/// Days since 1970-01-01 of the current UTC date.
+fn today_utc() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    secs.div_euclid(86_400)
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01), proleptic
+/// Gregorian (Howard Hinnant's civil_from_days).
+pub fn format_day(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn fill_days(recorded: Vec<DayCount>, days: u32, today: i64) -> Vec<DayCount> {
+    let days = i64::from(days.max(1));
+    (today - days + 1..=today)
+        .map(|day| {
+            let day = format_day(day);
+            let hits = recorded.iter().find(|r| r.day == day).map_or(0, |r| r.hits);
+            DayCount { day, hits }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_day_matches_known_dates() {
+        assert_eq!(format_day(0), "1970-01-01");
+        assert_eq!(format_day(19_723), "2024-01-01");
+        assert_eq!(format_day(20_419), "2025-11-27");
+        assert_eq!(format_day(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn history_has_one_entry_per_day_oldest_first() {
+        let recorded = vec![DayCount {
+            day: "2024-01-01".into(),
+            hits: 5,
+        }];
+        let filled = fill_days(recorded, 3, 19_724);
+        assert_eq!(
+            filled,
+            vec![
+                DayCount {
+                    day: "2023-12-31".into(),
+                    hits: 0
+                },
+                DayCount {
+                    day: "2024-01-01".into(),
+                    hits: 5
+                },
+                DayCount {
+                    day: "2024-01-02".into(),
+                    hits: 0
+                },
+            ]
+        );
+    }
+}

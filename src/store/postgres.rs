@@ -1,0 +1,295 @@
+//! The record in PostgreSQL, through a sqlx connection pool.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{
+    Applied, Committed, CounterInfo, CounterSpec, DayCount, SetOutcome, StoreError, Totals, bounded,
+};
+use crate::counter::CounterId;
+
+/// Columns of `CounterInfo`, in its order.
+const INFO_COLUMNS: &str = "namespace, key, value,
+    (extract(epoch FROM created_at) * 1000)::bigint,
+    enable_reset, update_lowerbound, update_upperbound, admin_key_hash";
+
+type InfoRow = (String, String, i64, i64, bool, i64, i64, Option<String>);
+
+fn info_from_row(row: InfoRow) -> CounterInfo {
+    let (namespace, key, value, created_ms, enable_reset, lower, upper, hash) = row;
+    CounterInfo {
+        id: CounterId { namespace, key },
+        value,
+        created_ms,
+        enable_reset,
+        update_lowerbound: lower,
+        update_upperbound: upper,
+        admin_key_hash: hash,
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    timeout: Duration,
+    host: String,
+}
+
+impl PgStore {
+    pub fn connect_lazy(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, StoreError> {
+        let statement_timeout_ms = timeout.as_millis().to_string();
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
+            .options([("statement_timeout", statement_timeout_ms.as_str())]);
+        let host = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("")
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .min_connections(0)
+            .acquire_timeout(timeout)
+            // A broken connection shows up as an error on use and is dropped;
+            // pinging before every use would cost a round trip per batch.
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            timeout,
+            host,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.host.clone()
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self.timeout, sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map(|_| ())
+    }
+
+    /// One statement, so one transaction: the writer's progress row, the
+    /// totals and today's history move together or not at all.
+    pub async fn apply_batch(
+        &self,
+        writer_id: &str,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+    ) -> Result<Applied, StoreError> {
+        let namespaces: Vec<&str> = deltas.iter().map(|(id, _)| id.namespace.as_str()).collect();
+        let keys: Vec<&str> = deltas.iter().map(|(id, _)| id.key.as_str()).collect();
+        let amounts: Vec<i64> = deltas.iter().map(|(_, d)| *d).collect();
+        let rows: Vec<(String, String, i64, i64)> = bounded(
+            self.timeout,
+            sqlx::query_as(
+                "WITH progress AS (
+                     INSERT INTO writer_progress (writer_id, last_batch) VALUES ($1, $2)
+                     ON CONFLICT (writer_id) DO UPDATE
+                         SET last_batch = EXCLUDED.last_batch, updated_at = now()
+                         WHERE writer_progress.last_batch < EXCLUDED.last_batch
+                     RETURNING 1
+                 ),
+                 batch AS (
+                     SELECT t.namespace, t.key, t.amount
+                     FROM unnest($3::text[], $4::text[], $5::bigint[]) AS t(namespace, key, amount)
+                     WHERE EXISTS (SELECT 1 FROM progress)
+                 ),
+                 days AS (
+                     INSERT INTO counter_days AS d (namespace, key, day, hits)
+                     SELECT namespace, key, (now() AT TIME ZONE 'UTC')::date, amount FROM batch
+                     ON CONFLICT (namespace, key, day) DO UPDATE SET hits = d.hits + EXCLUDED.hits
+                 )
+                 INSERT INTO counters AS c (namespace, key, value)
+                 SELECT namespace, key, amount FROM batch
+                 ON CONFLICT (namespace, key) DO UPDATE
+                     SET value = c.value + EXCLUDED.value, updated_at = now()
+                 RETURNING c.namespace, c.key, c.value, c.epoch",
+            )
+            .bind(writer_id)
+            .bind(seq)
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&amounts)
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        if rows.is_empty() && !deltas.is_empty() {
+            return Ok(Applied::Before);
+        }
+        Ok(Applied::Now(
+            rows.into_iter()
+                .map(|(namespace, key, value, epoch)| Committed {
+                    id: CounterId { namespace, key },
+                    value,
+                    epoch,
+                })
+                .collect(),
+        ))
+    }
+
+    pub async fn reset(&self, id: &CounterId) -> Result<i64, StoreError> {
+        let (epoch,): (i64,) = bounded(
+            self.timeout,
+            sqlx::query_as(
+                "INSERT INTO counters AS c (namespace, key, value, epoch) VALUES ($1, $2, 0, 1)
+                 ON CONFLICT (namespace, key) DO UPDATE
+                     SET value = 0, epoch = c.epoch + 1, updated_at = now()
+                 RETURNING c.epoch",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(epoch)
+    }
+
+    pub async fn set(&self, id: &CounterId, value: i64) -> Result<Option<SetOutcome>, StoreError> {
+        let row: Option<(i64, i64, i64)> = bounded(
+            self.timeout,
+            sqlx::query_as(
+                "UPDATE counters AS c SET value = $3, epoch = c.epoch + 1, updated_at = now()
+                 FROM (SELECT value FROM counters WHERE namespace = $1 AND key = $2 FOR UPDATE) AS old
+                 WHERE c.namespace = $1 AND c.key = $2
+                 RETURNING old.value, c.value, c.epoch",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(value)
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(old_value, value, epoch)| SetOutcome {
+            old_value,
+            value,
+            epoch,
+        }))
+    }
+
+    pub async fn create(&self, spec: &CounterSpec) -> Result<CounterInfo, StoreError> {
+        let sql = format!(
+            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (namespace, key) DO NOTHING
+             RETURNING {INFO_COLUMNS}"
+        );
+        let row: Option<InfoRow> = bounded(
+            self.timeout,
+            sqlx::query_as(&sql)
+                .bind(&spec.id.namespace)
+                .bind(&spec.id.key)
+                .bind(spec.value)
+                .bind(spec.enable_reset)
+                .bind(spec.update_lowerbound)
+                .bind(spec.update_upperbound)
+                .bind(&spec.admin_key_hash)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        row.map(info_from_row)
+            .ok_or_else(|| StoreError::AlreadyExists(spec.id.clone()))
+    }
+
+    pub async fn info(&self, id: &CounterId) -> Result<Option<CounterInfo>, StoreError> {
+        let sql = format!("SELECT {INFO_COLUMNS} FROM counters WHERE namespace = $1 AND key = $2");
+        let row: Option<InfoRow> = bounded(
+            self.timeout,
+            sqlx::query_as(&sql)
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(info_from_row))
+    }
+
+    pub async fn get(&self, id: &CounterId) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT value FROM counters WHERE namespace = $1 AND key = $2")
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    pub async fn delete(&self, id: &CounterId) -> Result<bool, StoreError> {
+        let (deleted,): (i64,) = bounded(
+            self.timeout,
+            sqlx::query_as(
+                "WITH days AS (DELETE FROM counter_days WHERE namespace = $1 AND key = $2),
+                      gone AS (DELETE FROM counters WHERE namespace = $1 AND key = $2 RETURNING 1)
+                 SELECT count(*) FROM gone",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(deleted > 0)
+    }
+
+    pub async fn history(&self, id: &CounterId, days: u32) -> Result<Vec<DayCount>, StoreError> {
+        let rows: Vec<(String, i64)> = bounded(
+            self.timeout,
+            sqlx::query_as(
+                "SELECT to_char(day, 'YYYY-MM-DD'), hits FROM counter_days
+                 WHERE namespace = $1 AND key = $2
+                   AND day > (now() AT TIME ZONE 'UTC')::date - $3::int
+                 ORDER BY day",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(days as i32)
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, hits)| DayCount { day, hits })
+            .collect())
+    }
+
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        let (counters, hits_today): (i64, i64) = bounded(
+            self.timeout,
+            sqlx::query_as(
+                "SELECT (SELECT count(*) FROM counters),
+                        (SELECT coalesce(sum(hits), 0)::bigint FROM counter_days
+                         WHERE day = (now() AT TIME ZONE 'UTC')::date)",
+            )
+            .fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(Totals {
+            counters,
+            hits_today,
+        })
+    }
+
+    pub async fn prune_writers(&self) -> Result<u64, StoreError> {
+        let done = bounded(
+            self.timeout,
+            sqlx::query(
+                "DELETE FROM writer_progress WHERE updated_at < now() - interval '30 days'",
+            )
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
