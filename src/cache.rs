@@ -149,6 +149,15 @@ impl Cache {
             .await
     }
 
+    /// Removes a counter from the cache (after it was deleted).
+    pub async fn forget(&self, id: &CounterId) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(id);
+        self.bounded(redis::cmd("DEL").arg(key).query_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
     /// The live value of a counter, if the cache holds it.
     pub async fn get(&self, id: &CounterId) -> Result<Option<i64>, CacheError> {
         let mut conn = self.conn.clone();

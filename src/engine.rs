@@ -14,18 +14,14 @@ use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::config::ServeArgs;
 use crate::counter::CounterId;
-use crate::store::{Committed, Store};
+use crate::store::{
+    Committed, CounterInfo, CounterSpec, DayCount, SetOutcome, Store, StoreError, Totals,
+};
 use crate::writer::{Hit, HitError, HitRequest, Writer, WriterParts, WriterReport};
 
 /// Hits waiting for the writer beyond this many make callers wait
 /// (backpressure) instead of growing memory without bound.
 const QUEUE_CAPACITY: usize = 65_536;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResetError {
-    #[error("PostgreSQL is unreachable; the counter was not reset, try again later")]
-    StoreDown(#[source] crate::store::StoreError),
-}
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -79,7 +75,7 @@ impl Engine {
         retry_interval: std::time::Duration,
         max_batch: usize,
     ) -> Self {
-        let store_breaker = Arc::new(Breaker::new("PostgreSQL", retry_interval));
+        let store_breaker = Arc::new(Breaker::new(store.kind(), retry_interval));
         let cache_breaker = Arc::new(Breaker::new("Redis", retry_interval));
         let unwritten = Arc::new(AtomicI64::new(0));
         let writer = Writer::new(WriterParts {
@@ -126,26 +122,111 @@ impl Engine {
         answer.await.map_err(|_| HitError::Stopping)?
     }
 
-    /// Sets a counter to zero in PostgreSQL, then in Redis. The Redis step may
-    /// fail harmlessly: the reset starts a new epoch, which outranks anything
-    /// the cache still holds.
-    pub async fn reset(&self, id: &CounterId) -> Result<(), ResetError> {
-        let epoch = self.store.reset(id).await.map_err(|error| {
-            self.store_breaker.record_failure(&error);
-            ResetError::StoreDown(error)
-        })?;
-        if let Some(cache) = &self.cache {
-            let state = Committed {
-                id: id.clone(),
-                value: 0,
-                epoch,
-            };
-            if let Err(error) = cache.raise(&[state]).await {
-                self.cache_breaker.record_failure(&error);
-                tracing::warn!(counter = %id, %error, "reset recorded in PostgreSQL; Redis will be corrected by the next write");
-            }
-        }
+    /// Sets a counter (created if missing) to zero in the record, then in
+    /// the cache. The cache step may fail harmlessly: the reset starts a new
+    /// epoch, which outranks anything the cache still holds.
+    pub async fn reset(&self, id: &CounterId) -> Result<(), StoreError> {
+        let epoch = self.store_call(self.store.reset(id)).await?;
+        self.raise_cache(Committed {
+            id: id.clone(),
+            value: 0,
+            epoch,
+        })
+        .await;
         Ok(())
+    }
+
+    /// Sets an existing counter to `value`; `None` when it does not exist.
+    pub async fn set(&self, id: &CounterId, value: i64) -> Result<Option<SetOutcome>, StoreError> {
+        let outcome = self.store_call(self.store.set(id, value)).await?;
+        if let Some(outcome) = outcome {
+            self.raise_cache(Committed {
+                id: id.clone(),
+                value,
+                epoch: outcome.epoch,
+            })
+            .await;
+        }
+        Ok(outcome)
+    }
+
+    /// Creates a counter; `StoreError::AlreadyExists` when it exists.
+    pub async fn create(&self, spec: &CounterSpec) -> Result<CounterInfo, StoreError> {
+        let info = self.store_call(self.store.create(spec)).await?;
+        self.raise_cache(Committed {
+            id: info.id.clone(),
+            value: info.value,
+            epoch: info.epoch,
+        })
+        .await;
+        Ok(info)
+    }
+
+    /// Deletes a counter and its history; false when it did not exist.
+    pub async fn delete(&self, id: &CounterId) -> Result<bool, StoreError> {
+        let deleted = self.store_call(self.store.delete(id)).await?;
+        if let Some(cache) = &self.cache
+            && let Err(error) = cache.forget(id).await
+        {
+            self.cache_breaker.record_failure(&error);
+            tracing::warn!(counter = %id, %error, "deleted in the record; Redis still holds the old entry");
+        }
+        Ok(deleted)
+    }
+
+    pub async fn info(&self, id: &CounterId) -> Result<Option<CounterInfo>, StoreError> {
+        self.store_call(self.store.info(id)).await
+    }
+
+    /// A counter's value: from the record, or from the cache while the
+    /// record is unreachable (then it may include increments not yet written).
+    pub async fn get(&self, id: &CounterId) -> Result<Option<i64>, StoreError> {
+        match self.store_call(self.store.get(id)).await {
+            Ok(value) => Ok(value),
+            Err(error) => match &self.cache {
+                Some(cache) if self.cache_breaker.allow() => match cache.get(id).await {
+                    Ok(Some(value)) => Ok(Some(value)),
+                    Ok(None) => Err(error),
+                    Err(cache_error) => {
+                        self.cache_breaker.record_failure(&cache_error);
+                        Err(error)
+                    }
+                },
+                _ => Err(error),
+            },
+        }
+    }
+
+    pub async fn history(&self, id: &CounterId, days: u32) -> Result<Vec<DayCount>, StoreError> {
+        self.store_call(self.store.history(id, days)).await
+    }
+
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        self.store_call(self.store.totals()).await
+    }
+
+    /// A store call that feeds the store breaker, so handlers and the writer
+    /// share one view of whether the store is up.
+    async fn store_call<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = call.await;
+        match &result {
+            Ok(_) => self.store_breaker.record_success(),
+            Err(StoreError::AlreadyExists(_)) => {}
+            Err(error) => self.store_breaker.record_failure(error),
+        }
+        result
+    }
+
+    async fn raise_cache(&self, state: Committed) {
+        let Some(cache) = &self.cache else { return };
+        let id = state.id.clone();
+        if let Err(error) = cache.raise(&[state]).await {
+            self.cache_breaker.record_failure(&error);
+            tracing::warn!(counter = %id, %error, "change recorded; Redis will be corrected by the next write");
+        }
     }
 
     /// Probes both dependencies now (each bounded by its timeout).

@@ -10,15 +10,17 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use axum::{Json, Router};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{self, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::api;
 use crate::counter::CounterId;
 use crate::engine::Engine;
+use crate::store::StoreError;
 use crate::writer::HitError;
 
 /// Largest request body accepted (no route takes a body today).
@@ -30,6 +32,8 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// When the service started, for `/stats`.
+    pub started: std::time::Instant,
     /// First words of the page at `/`.
     pub greeting: Arc<str>,
     /// When set, `/resetcounter` needs `Authorization: Bearer <token>`.
@@ -37,11 +41,26 @@ pub struct AppState {
 }
 
 /// Every error a handler can answer with. 4xx say precisely what is wrong;
-/// 5xx other than 503 are opaque to the client and logged with their cause.
+/// store failures are opaque to the client and logged with their cause.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
     Unavailable(String),
+    #[error("the counter store is unreachable; nothing was changed, try again later")]
+    Store(#[source] StoreError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("counter {0} does not exist")]
+    CounterNotFound(CounterId),
+    /// CountAPI's answer to `/get` of a missing counter: `{"value": null}`.
+    #[error("no such counter")]
+    NoValue,
+    #[error("counter {0} already exists")]
+    Conflict(CounterId),
+    #[error("counter {0} does not allow resets (it was created without enable_reset=true)")]
+    ResetNotAllowed(CounterId),
+    #[error("amount {amount} is outside this counter's bounds [{lower}, {upper}]")]
+    OutOfBounds { amount: i64, lower: i64, upper: i64 },
     #[error("this action needs the admin token: send Authorization: Bearer <token>")]
     Unauthorized,
     #[error("the admin token is wrong")]
@@ -54,6 +73,15 @@ pub enum AppError {
     HeadersTooLarge,
 }
 
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::AlreadyExists(id) => Self::Conflict(id),
+            error => Self::Store(error),
+        }
+    }
+}
+
 impl From<HitError> for AppError {
     fn from(error: HitError) -> Self {
         Self::Unavailable(error.to_string())
@@ -63,7 +91,18 @@ impl From<HitError> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = match &self {
+            Self::NoValue => {
+                return (StatusCode::NOT_FOUND, Json(json!({ "value": null }))).into_response();
+            }
+            Self::Store(error) => {
+                tracing::error!(%error, "store call failed");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::CounterNotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::ResetNotAllowed(_) | Self::OutOfBounds { .. } => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -72,7 +111,7 @@ impl IntoResponse for AppError {
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         match self {
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::Store(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -89,14 +128,48 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Routes `/{op}/{key}` and `/{op}/{namespace}/{key}` to the same handler.
+fn counter_route(
+    router: Router<AppState>,
+    op: &str,
+    handler: MethodRouter<AppState>,
+) -> Router<AppState> {
+    router
+        .route(&format!("/{op}/{{key}}"), handler.clone())
+        .route(&format!("/{op}/{{namespace}}/{{key}}"), handler)
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(index))
         .route("/resetcounter", get(reset_counter).post(reset_counter))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/create", get(api::create).post(api::create))
+        .route("/stats", get(api::stats));
+    for (op, handler) in [
+        ("hit", get(api::hit).post(api::hit)),
+        ("get", get(api::get)),
+        ("set", get(api::set).post(api::set)),
+        ("update", get(api::update).post(api::update)),
+        ("reset", get(api::reset).post(api::reset)),
+        (
+            "delete",
+            get(api::delete).post(api::delete).delete(api::delete),
+        ),
+        ("info", get(api::info)),
+        ("history", get(api::history)),
+    ] {
+        router = counter_route(router, op, handler);
+    }
+    let cors = CorsLayer::new()
+        .allow_origin(cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_header_size))
         .layer(CatchPanicLayer::custom(
@@ -140,34 +213,16 @@ async fn reset_counter(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    if let Some(token) = &state.admin_token {
-        check_bearer(&headers, token)?;
+    if state.admin_token.is_some() {
+        api::authorize(&state, &headers, None)?;
     }
-    state
-        .engine
-        .reset(&CounterId::seed_page())
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    state.engine.reset(&CounterId::seed_page()).await?;
     tracing::debug!("reset visitor count");
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         "Successfully deleted redis and postgres counters",
     )
         .into_response())
-}
-
-/// Compares the bearer token in constant time.
-fn check_bearer(headers: &HeaderMap, expected: &str) -> Result<(), AppError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(AppError::Unauthorized)?;
-    if bool::from(given.trim().as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden)
-    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -7,6 +7,7 @@
 //! - [`config`]: every setting, from flags or environment variables.
 //! - [`telemetry`]: logging to stdout.
 //! - [`http`]: the routes, shared state and the one error type.
+//! - [`api`]: the CountAPI-compatible counter API's handlers.
 //! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
 //! - [`writer`]: the group-commit task and the counting contract's states.
 //! - [`store`]: PostgreSQL, the record. Every SQL statement lives there.
@@ -15,6 +16,7 @@
 //! - [`server`]: start-up, serving and the graceful stop.
 //! - [`healthcheck`]: the `healthcheck` subcommand.
 
+pub mod api;
 pub mod breaker;
 pub mod cache;
 pub mod config;

@@ -58,6 +58,7 @@ pub async fn serve(
 
     let state = AppState {
         engine: engine.clone(),
+        started: std::time::Instant::now(),
         greeting: args.greeting.as_str().into(),
         admin_token: args.admin_token.as_deref().map(Into::into),
     };

@@ -220,10 +220,10 @@ impl Writer {
         if unwritten > 0 {
             tracing::error!(
                 unwritten,
-                "stopping with acknowledged increments that PostgreSQL never received; they are lost"
+                "stopping with acknowledged increments the record never received; they are lost"
             );
         } else {
-            tracing::info!("writer stopped; every acknowledged increment is in PostgreSQL");
+            tracing::info!("writer stopped; every acknowledged increment is in the record");
         }
         WriterReport { unwritten }
     }

@@ -71,7 +71,7 @@ async fn stops_gracefully_under_load(signal: Signal) {
     );
     assert!(
         logs.iter()
-            .any(|l| l.contains("every acknowledged increment is in PostgreSQL"))
+            .any(|l| l.contains("every acknowledged increment is in the record"))
     );
 }
 

@@ -4,7 +4,9 @@ CREATE TABLE counters (
     namespace         TEXT    NOT NULL,
     key               TEXT    NOT NULL,
     value             INTEGER NOT NULL DEFAULT 0,
-    epoch             INTEGER NOT NULL DEFAULT 0,
+    -- Unix ms at creation; a reset moves it to max(epoch + 1, now), so a
+    -- counter created again after a delete outranks stale cache entries.
+    epoch             INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
     created_ms        INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
     updated_ms        INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000 AS INTEGER)),
     enable_reset      INTEGER NOT NULL DEFAULT 0,

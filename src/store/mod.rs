@@ -61,6 +61,7 @@ pub struct CounterSpec {
 pub struct CounterInfo {
     pub id: CounterId,
     pub value: i64,
+    pub epoch: i64,
     /// Unix milliseconds.
     pub created_ms: i64,
     pub enable_reset: bool,
@@ -121,6 +122,14 @@ impl Store {
             Some(url) => Store::Postgres(PgStore::connect_lazy(url, pool_size, timeout)?),
             None => Store::Sqlite(SqliteStore::open(sqlite_path, timeout)?),
         })
+    }
+
+    /// The engine's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "PostgreSQL",
+            Store::Sqlite(_) => "SQLite",
+        }
     }
 
     /// A short description for logs (no credentials).

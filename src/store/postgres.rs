@@ -10,17 +10,28 @@ use super::{
 use crate::counter::CounterId;
 
 /// Columns of `CounterInfo`, in its order.
-const INFO_COLUMNS: &str = "namespace, key, value,
+const INFO_COLUMNS: &str = "namespace, key, value, epoch,
     (extract(epoch FROM created_at) * 1000)::bigint,
     enable_reset, update_lowerbound, update_upperbound, admin_key_hash";
 
-type InfoRow = (String, String, i64, i64, bool, i64, i64, Option<String>);
+type InfoRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    bool,
+    i64,
+    i64,
+    Option<String>,
+);
 
 fn info_from_row(row: InfoRow) -> CounterInfo {
-    let (namespace, key, value, created_ms, enable_reset, lower, upper, hash) = row;
+    let (namespace, key, value, epoch, created_ms, enable_reset, lower, upper, hash) = row;
     CounterInfo {
         id: CounterId { namespace, key },
         value,
+        epoch,
         created_ms,
         enable_reset,
         update_lowerbound: lower,
@@ -143,9 +154,10 @@ impl PgStore {
         let (epoch,): (i64,) = bounded(
             self.timeout,
             sqlx::query_as(
-                "INSERT INTO counters AS c (namespace, key, value, epoch) VALUES ($1, $2, 0, 1)
+                "INSERT INTO counters AS c (namespace, key, value) VALUES ($1, $2, 0)
                  ON CONFLICT (namespace, key) DO UPDATE
-                     SET value = 0, epoch = c.epoch + 1, updated_at = now()
+                     SET value = 0, epoch = GREATEST(c.epoch + 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint),
+                         updated_at = now()
                  RETURNING c.epoch",
             )
             .bind(&id.namespace)
@@ -160,7 +172,9 @@ impl PgStore {
         let row: Option<(i64, i64, i64)> = bounded(
             self.timeout,
             sqlx::query_as(
-                "UPDATE counters AS c SET value = $3, epoch = c.epoch + 1, updated_at = now()
+                "UPDATE counters AS c
+                 SET value = $3, epoch = GREATEST(c.epoch + 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint),
+                     updated_at = now()
                  FROM (SELECT value FROM counters WHERE namespace = $1 AND key = $2 FOR UPDATE) AS old
                  WHERE c.namespace = $1 AND c.key = $2
                  RETURNING old.value, c.value, c.epoch",

@@ -16,15 +16,26 @@ use crate::counter::CounterId;
 
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 const TODAY: &str = "strftime('%Y-%m-%d', 'now')";
-const INFO_COLUMNS: &str = "namespace, key, value, created_ms, enable_reset, update_lowerbound, update_upperbound, admin_key_hash";
+const INFO_COLUMNS: &str = "namespace, key, value, epoch, created_ms, enable_reset, update_lowerbound, update_upperbound, admin_key_hash";
 
-type InfoRow = (String, String, i64, i64, bool, i64, i64, Option<String>);
+type InfoRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    bool,
+    i64,
+    i64,
+    Option<String>,
+);
 
 fn info_from_row(row: InfoRow) -> CounterInfo {
-    let (namespace, key, value, created_ms, enable_reset, lower, upper, hash) = row;
+    let (namespace, key, value, epoch, created_ms, enable_reset, lower, upper, hash) = row;
     CounterInfo {
         id: CounterId { namespace, key },
         value,
+        epoch,
         created_ms,
         enable_reset,
         update_lowerbound: lower,
@@ -132,9 +143,9 @@ impl SqliteStore {
         let (epoch,): (i64,) = bounded(
             self.timeout,
             sqlx::query_as(&format!(
-                "INSERT INTO counters (namespace, key, value, epoch) VALUES (?1, ?2, 0, 1)
+                "INSERT INTO counters (namespace, key, value) VALUES (?1, ?2, 0)
                  ON CONFLICT (namespace, key) DO UPDATE
-                     SET value = 0, epoch = epoch + 1, updated_ms = {NOW_MS}
+                     SET value = 0, epoch = max(epoch + 1, {NOW_MS}), updated_ms = {NOW_MS}
                  RETURNING epoch"
             ))
             .bind(&id.namespace)
@@ -158,7 +169,7 @@ impl SqliteStore {
                 return Ok(None);
             };
             let (epoch,): (i64,) = sqlx::query_as(&format!(
-                "UPDATE counters SET value = ?3, epoch = epoch + 1, updated_ms = {NOW_MS}
+                "UPDATE counters SET value = ?3, epoch = max(epoch + 1, {NOW_MS}), updated_ms = {NOW_MS}
                  WHERE namespace = ?1 AND key = ?2 RETURNING epoch"
             ))
             .bind(&id.namespace)
