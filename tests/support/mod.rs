@@ -349,7 +349,8 @@ pub struct App {
 }
 
 pub struct AppConfig<'a> {
-    pub database_url: &'a str,
+    /// None: the embedded SQLite record (give SQLITE_PATH with `env`).
+    pub database_url: Option<&'a str>,
     pub redis_url: Option<&'a str>,
     pub redis_prefix: Option<&'a str>,
     pub extra_env: Vec<(&'a str, String)>,
@@ -358,10 +359,23 @@ pub struct AppConfig<'a> {
 impl<'a> AppConfig<'a> {
     pub fn new(pg: &'a Postgres, redis: Option<&'a Redis>) -> Self {
         Self {
-            database_url: &pg.url,
+            database_url: Some(&pg.url),
             redis_url: redis.map(|r| r.url.as_str()),
             redis_prefix: redis.map(|r| r.prefix.as_str()),
             extra_env: Vec::new(),
+        }
+    }
+
+    /// The embedded SQLite record in `dir`, no cache.
+    pub fn embedded(dir: &Path) -> Self {
+        Self {
+            database_url: None,
+            redis_url: None,
+            redis_prefix: None,
+            extra_env: vec![(
+                "SQLITE_PATH",
+                dir.join("hitcounter.db").display().to_string(),
+            )],
         }
     }
 
@@ -377,10 +391,12 @@ impl App {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcounter"));
         cmd.env_clear()
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("DATABASE_URL", config.database_url)
             .env("RETRY_INTERVAL", "200ms")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(url) = config.database_url {
+            cmd.env("DATABASE_URL", url);
+        }
         if let Some(url) = config.redis_url {
             cmd.env("REDIS_URL", url);
         }

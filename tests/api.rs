@@ -1,0 +1,536 @@
+//! The counter API, end to end over HTTP, against both records: PostgreSQL
+//! with Redis, and the embedded SQLite file with no cache.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{App, AppConfig, Postgres, Redis, client};
+
+/// A running service on one of the two records, with what keeps it alive.
+struct Backend {
+    name: &'static str,
+    app: App,
+    _servers: Option<(Postgres, Redis)>,
+    _dir: tempfile::TempDir,
+}
+
+fn backends(admin_token: Option<&str>) -> Vec<Backend> {
+    fn with_token<'a>(config: AppConfig<'a>, admin_token: Option<&'a str>) -> AppConfig<'a> {
+        match admin_token {
+            Some(token) => config.env("ADMIN_TOKEN", token),
+            None => config,
+        }
+    }
+    let pg = Postgres::shared();
+    let redis = Redis::shared();
+    let app = App::start(with_token(AppConfig::new(&pg, Some(&redis)), admin_token));
+    let networked = Backend {
+        name: "postgres+redis",
+        app,
+        _servers: Some((pg, redis)),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(with_token(AppConfig::embedded(dir.path()), admin_token));
+    let embedded = Backend {
+        name: "sqlite",
+        app,
+        _servers: None,
+        _dir: dir,
+    };
+    vec![networked, embedded]
+}
+
+async fn call(method: reqwest::Method, url: String, token: Option<&str>) -> (StatusCode, Value) {
+    let mut request = client().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn get_json(url: String) -> (StatusCode, Value) {
+    call(reqwest::Method::GET, url, None).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hit_creates_a_counter_and_get_reads_it() {
+    for b in backends(None) {
+        let base = &b.app.base;
+        assert_eq!(
+            get_json(format!("{base}/hit/site.example/page-1")).await,
+            (StatusCode::OK, json!({"value": 1})),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            get_json(format!("{base}/hit/site.example/page-1")).await,
+            (StatusCode::OK, json!({"value": 2}))
+        );
+        // One segment: namespace `default`.
+        assert_eq!(
+            get_json(format!("{base}/hit/page-1")).await,
+            (StatusCode::OK, json!({"value": 1}))
+        );
+        assert_eq!(
+            get_json(format!("{base}/get/default/page-1")).await,
+            (StatusCode::OK, json!({"value": 1}))
+        );
+        assert_eq!(
+            get_json(format!("{base}/get/site.example/page-1")).await,
+            (StatusCode::OK, json!({"value": 2}))
+        );
+        // POST counts too.
+        assert_eq!(
+            call(reqwest::Method::POST, format!("{base}/hit/page-1"), None).await,
+            (StatusCode::OK, json!({"value": 2}))
+        );
+        // Missing: CountAPI's exact answer.
+        assert_eq!(
+            get_json(format!("{base}/get/no-such-key")).await,
+            (StatusCode::NOT_FOUND, json!({"value": null})),
+            "{}",
+            b.name
+        );
+        // The seed page is an ordinary counter.
+        client().get(base).send().await.unwrap();
+        assert_eq!(
+            get_json(format!("{base}/get/linode-page")).await,
+            (StatusCode::OK, json!({"value": 1}))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_names_and_parameters_get_400_saying_what_is_wrong() {
+    for b in backends(None) {
+        let base = &b.app.base;
+        for (path, expected) in [
+            ("/hit/ab", "key must be 3 to 64 characters long, got 2"),
+            (
+                "/hit/a%20b%20c",
+                "key may contain only letters, digits, '_', '-' and '.', found ' '",
+            ),
+            (
+                "/get/n%21s/key",
+                "namespace may contain only letters, digits, '_', '-' and '.', found '!'",
+            ),
+            (
+                "/update/abc?amount=1.5",
+                "amount must be an integer, got \"1.5\"",
+            ),
+            (
+                "/update/abc",
+                "the query parameter amount is required, e.g. ?amount=1",
+            ),
+            (
+                "/create?key=abc&update_lowerbound=3&update_upperbound=1",
+                "update_lowerbound (3) must not be above update_upperbound (1)",
+            ),
+            (
+                "/create?key=abc&enable_reset=maybe",
+                "enable_reset must be true or false (or 1 or 0), got \"maybe\"",
+            ),
+            (
+                "/create?key=abc&value=99999999999999999999",
+                "value must be an integer, got \"99999999999999999999\"",
+            ),
+            (
+                "/create?key=abc&value=9007199254740992",
+                "value must be between -9007199254740991 and 9007199254740991, got 9007199254740992",
+            ),
+            (
+                "/history/abc?days=0",
+                "days must be between 1 and 366, got 0",
+            ),
+        ] {
+            let (status, body) = get_json(format!("{base}{path}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{} {path}: {body}", b.name);
+            assert_eq!(body["error"], expected, "{path}");
+        }
+        let long = "k".repeat(65);
+        let (status, body) = get_json(format!("{base}/hit/{long}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "key must be 3 to 64 characters long, got 65");
+        // Nothing was created by any of them.
+        let (_, stats) = get_json(format!("{base}/stats")).await;
+        assert_eq!(stats["counters"], 0, "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_returns_an_admin_key_once_and_set_reset_delete_need_it() {
+    for b in backends(Some("service-token")) {
+        let base = &b.app.base;
+        let (status, created) = get_json(format!(
+            "{base}/create?namespace=blog&key=post-1&value=10&enable_reset=true"
+        ))
+        .await;
+        assert_eq!(status, StatusCode::OK, "{}", b.name);
+        assert_eq!(
+            (
+                created["namespace"].as_str(),
+                created["key"].as_str(),
+                created["value"].as_i64()
+            ),
+            (Some("blog"), Some("post-1"), Some(10))
+        );
+        let key = created["admin_key"].as_str().unwrap().to_string();
+        assert!(key.len() >= 32);
+
+        // Again: conflict, and no key is handed out.
+        let (status, body) = get_json(format!("{base}/create?namespace=blog&key=post-1")).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"], "counter blog/post-1 already exists");
+        assert!(body.get("admin_key").is_none());
+
+        // Missing, wrong, right.
+        let set = format!("{base}/set/blog/post-1?value=42");
+        assert_eq!(
+            call(reqwest::Method::GET, set.clone(), None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(reqwest::Method::GET, set.clone(), Some("wrong"))
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            get_json(format!("{base}/get/blog/post-1")).await.1,
+            json!({"value": 10}),
+            "refused set changed nothing"
+        );
+        assert_eq!(
+            call(reqwest::Method::GET, set.clone(), Some(&key)).await,
+            (StatusCode::OK, json!({"old_value": 10, "value": 42}))
+        );
+        assert_eq!(
+            get_json(format!("{base}/hit/blog/post-1")).await.1,
+            json!({"value": 43})
+        );
+        assert_eq!(
+            call(
+                reqwest::Method::POST,
+                format!("{base}/reset/blog/post-1"),
+                Some(&key)
+            )
+            .await,
+            (StatusCode::OK, json!({"old_value": 43, "value": 0}))
+        );
+
+        // Another counter's key does not work here.
+        let (_, other) = get_json(format!(
+            "{base}/create?namespace=blog&key=post-2&enable_reset=1"
+        ))
+        .await;
+        let other_key = other["admin_key"].as_str().unwrap();
+        assert_eq!(
+            call(reqwest::Method::GET, set.clone(), Some(other_key))
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+
+        // Delete needs the key too; afterwards the counter is gone.
+        assert_eq!(
+            call(
+                reqwest::Method::DELETE,
+                format!("{base}/delete/blog/post-1"),
+                None
+            )
+            .await
+            .0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(
+                reqwest::Method::DELETE,
+                format!("{base}/delete/blog/post-1"),
+                Some(&key)
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get_json(format!("{base}/get/blog/post-1")).await,
+            (StatusCode::NOT_FOUND, json!({"value": null}))
+        );
+        // Created again after a delete, it starts from its new value.
+        get_json(format!("{base}/create?namespace=blog&key=post-1&value=5")).await;
+        assert_eq!(
+            get_json(format!("{base}/hit/blog/post-1")).await.1,
+            json!({"value": 6}),
+            "{}",
+            b.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_token() {
+    for b in backends(Some("service-token")) {
+        let base = &b.app.base;
+        let (_, created) = get_json(format!("{base}/create?key=locked")).await;
+        let key = created["admin_key"].as_str().unwrap();
+        let (status, body) = call(
+            reqwest::Method::GET,
+            format!("{base}/set/locked?value=5"),
+            Some(key),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", b.name);
+        assert_eq!(
+            body["error"],
+            "counter default/locked does not allow resets (it was created without enable_reset=true)"
+        );
+        assert_eq!(
+            call(
+                reqwest::Method::GET,
+                format!("{base}/set/locked?value=5"),
+                Some("service-token")
+            )
+            .await,
+            (StatusCode::OK, json!({"old_value": 0, "value": 5}))
+        );
+
+        // Created implicitly by /hit: nobody's key but ADMIN_TOKEN.
+        get_json(format!("{base}/hit/implicit")).await;
+        assert_eq!(
+            call(
+                reqwest::Method::GET,
+                format!("{base}/reset/implicit"),
+                Some(key)
+            )
+            .await
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call(
+                reqwest::Method::GET,
+                format!("{base}/reset/implicit"),
+                Some("service-token")
+            )
+            .await
+            .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get_json(format!("{base}/get/implicit")).await.1,
+            json!({"value": 0})
+        );
+        // Setting or deleting a counter that does not exist is a 404.
+        assert_eq!(
+            call(
+                reqwest::Method::GET,
+                format!("{base}/set/nothing?value=1"),
+                Some("service-token")
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(
+                reqwest::Method::GET,
+                format!("{base}/delete/nothing"),
+                Some("service-token")
+            )
+            .await
+            .0,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_adds_amounts_within_the_counter_bounds() {
+    for b in backends(None) {
+        let base = &b.app.base;
+        assert_eq!(
+            get_json(format!("{base}/update/nothing?amount=1")).await.0,
+            StatusCode::NOT_FOUND,
+            "{}",
+            b.name
+        );
+        get_json(format!(
+            "{base}/create?key=score&value=100&update_lowerbound=-5&update_upperbound=10"
+        ))
+        .await;
+        assert_eq!(
+            get_json(format!("{base}/update/score?amount=10")).await,
+            (StatusCode::OK, json!({"value": 110}))
+        );
+        assert_eq!(
+            get_json(format!("{base}/update/score?amount=-5")).await,
+            (StatusCode::OK, json!({"value": 105}))
+        );
+        let (status, body) = get_json(format!("{base}/update/score?amount=11")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            body["error"],
+            "amount 11 is outside this counter's bounds [-5, 10]"
+        );
+        assert_eq!(
+            get_json(format!("{base}/update/score?amount=-6")).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            get_json(format!("{base}/get/score")).await.1,
+            json!({"value": 105})
+        );
+        // Default bounds of an implicit counter: [-1, 1].
+        get_json(format!("{base}/hit/visits")).await;
+        assert_eq!(
+            get_json(format!("{base}/update/visits?amount=2")).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            get_json(format!("{base}/update/visits?amount=-1")).await.1,
+            json!({"value": 0})
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn info_history_and_stats_describe_the_counters() {
+    for b in backends(None) {
+        let base = &b.app.base;
+        get_json(format!(
+            "{base}/create?namespace=docs&key=readme&value=7&enable_reset=1&update_upperbound=3"
+        ))
+        .await;
+        for _ in 0..4 {
+            get_json(format!("{base}/hit/docs/readme")).await;
+        }
+        get_json(format!("{base}/update/docs/readme?amount=3")).await;
+
+        let (status, info) = get_json(format!("{base}/info/docs/readme")).await;
+        assert_eq!(status, StatusCode::OK, "{}", b.name);
+        assert_eq!(info["namespace"], "docs");
+        assert_eq!(info["key"], "readme");
+        assert_eq!(info["value"], 14);
+        assert_eq!(info["enable_reset"], true);
+        assert_eq!(info["update_lowerbound"], -1);
+        assert_eq!(info["update_upperbound"], 3);
+        assert_eq!(info["has_admin_key"], true);
+        let created = info["created"].as_i64().unwrap();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(
+            (now_ms - created).abs() < 60_000,
+            "created {created} vs now {now_ms}"
+        );
+        let week = info["history"].as_array().unwrap();
+        assert_eq!(week.len(), 7);
+        assert_eq!(week[6]["hits"], 7, "today: 4 hits + an update of 3");
+
+        let (status, history) = get_json(format!("{base}/history/docs/readme?days=3")).await;
+        assert_eq!(status, StatusCode::OK);
+        let days = history["days"].as_array().unwrap();
+        assert_eq!(days.len(), 3);
+        assert!(days[0]["day"].as_str().unwrap() < days[2]["day"].as_str().unwrap());
+        assert_eq!(days[2]["hits"], 7);
+        assert_eq!(days[0]["hits"], 0);
+
+        assert_eq!(
+            get_json(format!("{base}/info/docs/nothing")).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get_json(format!("{base}/history/docs/nothing")).await.0,
+            StatusCode::NOT_FOUND
+        );
+
+        let (status, stats) = get_json(format!("{base}/stats")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(stats["counters"], 1);
+        assert_eq!(stats["hits_today"], 7);
+        assert_eq!(stats["version"], env!("CARGO_PKG_VERSION"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_lets_any_page_call_the_api() {
+    for b in backends(None) {
+        let base = &b.app.base;
+        let response = client()
+            .get(format!("{base}/hit/cors-test"))
+            .header("Origin", "https://someone.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "*",
+            "{}",
+            b.name
+        );
+        let preflight = client()
+            .request(reqwest::Method::OPTIONS, format!("{base}/set/cors-test"))
+            .header("Origin", "https://someone.example")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert!(preflight.status().is_success());
+        assert!(
+            preflight.headers()["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .contains("authorization")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_hits_follow_the_counting_contract_when_postgres_is_down() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let app = App::start(AppConfig::new(&pg, Some(&redis)));
+    let base = &app.base;
+    assert_eq!(
+        get_json(format!("{base}/hit/contract")).await.1,
+        json!({"value": 1})
+    );
+    support::wait_for(
+        std::time::Duration::from_secs(5),
+        "the cache to hold the counter",
+        || redis.cached_value("default", "contract") == Some(1),
+    );
+    pg.stop();
+    assert_eq!(
+        get_json(format!("{base}/hit/contract")).await,
+        (StatusCode::OK, json!({"value": 2}))
+    );
+    assert_eq!(
+        get_json(format!("{base}/get/contract")).await,
+        (StatusCode::OK, json!({"value": 2})),
+        "read from the cache"
+    );
+    let (status, body) = get_json(format!("{base}/hit/never-seen")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["error"].as_str().unwrap().contains("not counted"));
+    let (status, body) = get_json(format!("{base}/create?key=during-outage")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body["error"],
+        "the counter store is unreachable; nothing was changed, try again later"
+    );
+    pg.start_again();
+    support::wait_for(
+        std::time::Duration::from_secs(10),
+        "the pending hit to be written",
+        || pg.counter_value("default", "contract") == Some(2),
+    );
+    assert_eq!(pg.counter_value("default", "never-seen"), None);
+}
