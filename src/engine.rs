@@ -114,12 +114,24 @@ impl Engine {
     /// Adds `amount` (through the same group commit as hits) and answers
     /// with the counter's value including it.
     pub async fn add(&self, id: CounterId, amount: i64) -> Result<Hit, HitError> {
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.hits_tx
             .send(HitRequest { id, amount, reply })
             .await
             .map_err(|_| HitError::Stopping)?;
-        answer.await.map_err(|_| HitError::Stopping)?
+        let hit = answer.await.map_err(|_| HitError::Stopping)??;
+        crate::metrics::record_hit(started.elapsed(), hit.durable);
+        Ok(hit)
+    }
+
+    /// The Prometheus page, with the dependencies' last known state.
+    pub fn render_metrics(&self) -> String {
+        crate::metrics::render(
+            self.store_breaker.is_closed(),
+            self.cache.as_ref().map(|_| self.cache_breaker.is_closed()),
+            self.unwritten.load(Ordering::Relaxed),
+        )
     }
 
     /// Sets a counter (created if missing) to zero in the record, then in

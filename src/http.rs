@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{MatchedPath, OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -145,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/resetcounter", get(reset_counter).post(reset_counter))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/create", get(api::create).post(api::create))
         .route("/stats", get(api::stats));
     for (op, handler) in [
@@ -170,6 +171,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)
+        .layer(middleware::from_fn(record_request))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_header_size))
         .layer(CatchPanicLayer::custom(
@@ -223,6 +225,37 @@ async fn reset_counter(
         "Successfully deleted redis and postgres counters",
     )
         .into_response())
+}
+
+/// Counts every answer by route (the matched pattern, never the raw path,
+/// so that the label set stays bounded), method and status.
+async fn record_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    crate::metrics::record_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.engine.render_metrics(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

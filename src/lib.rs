@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: every setting, from flags or environment variables.
 //! - [`telemetry`]: logging to stdout.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`http`]: the routes, shared state and the one error type.
 //! - [`api`]: the CountAPI-compatible counter API's handlers.
 //! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
@@ -24,6 +25,7 @@ pub mod counter;
 pub mod engine;
 pub mod healthcheck;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod telemetry;

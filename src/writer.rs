@@ -269,9 +269,12 @@ impl Writer {
                 .map(|(id, group)| (id.clone(), group.total()))
                 .collect();
             let seq = self.take_seq();
+            let started = std::time::Instant::now();
             match self.store.apply_batch(&self.id, seq, &deltas).await {
                 Ok(Applied::Now(rows)) => {
                     self.store_breaker.record_success();
+                    let increments = groups.values().map(|g| g.requests.len()).sum();
+                    crate::metrics::record_commit(increments, started.elapsed());
                     answer_committed(groups, &rows);
                     self.raise_cache(rows);
                     return;

@@ -283,3 +283,70 @@ fn help_documents_every_setting() {
         assert!(help.contains(var), "--help does not mention {var}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_by_route_and_status_and_show_the_writer() {
+    let pg = Postgres::shared();
+    let redis = Redis::shared();
+    let app = App::start(AppConfig::new(&pg, Some(&redis)));
+    let client = client();
+    for _ in 0..3 {
+        client.get(&app.base).send().await.unwrap();
+    }
+    client
+        .get(format!("{}/hit/some-page", app.base))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!("{}/nope", app.base))
+        .send()
+        .await
+        .unwrap();
+
+    let response = client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let page = response.text().await.unwrap();
+    let line = |prefix: &str| -> f64 {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix} in\n{page}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        line(r#"hitcounter_http_requests_total{route="/",method="GET",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        line(r#"hitcounter_http_requests_total{route="/hit/{key}",method="GET",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        line(r#"hitcounter_http_requests_total{route="unmatched",method="GET",status="404"}"#),
+        1.0
+    );
+    assert_eq!(line(r#"hitcounter_hits_total{state="durable"}"#), 4.0);
+    assert_eq!(
+        line("hitcounter_batch_hits_count"),
+        line("hitcounter_commit_duration_seconds_count")
+    );
+    assert_eq!(line("hitcounter_batch_hits_sum"), 4.0);
+    assert!(page.contains("hitcounter_hit_duration_seconds_bucket{le=\"0.005\"}"));
+    assert_eq!(line("hitcounter_store_up"), 1.0);
+    assert_eq!(line("hitcounter_cache_up"), 1.0);
+    assert_eq!(line("hitcounter_unwritten_increments"), 0.0);
+}
