@@ -13,9 +13,9 @@ use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use serde::Serialize;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use crate::counter::CounterId;
 use crate::http::{AppError, AppState};
@@ -28,6 +28,21 @@ pub const MAX_MAGNITUDE: i64 = (1 << 53) - 1;
 /// Most days `/history` returns.
 pub const MAX_HISTORY_DAYS: u32 = 366;
 
+/// The path's parameters by name; an undecodable path is a 400 with a JSON
+/// body like every other error.
+pub struct PathParams(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParams {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::BadRequest(format!("bad path: {}", e.body_text())))?;
+        Ok(Self(params))
+    }
+}
+
 /// The counter named by the path: `/{op}/{namespace}/{key}` or `/{op}/{key}`.
 pub struct Counter(pub CounterId);
 
@@ -35,9 +50,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Counter {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| AppError::BadRequest(format!("bad path: {e}")))?;
+        let PathParams(params) = PathParams::from_request_parts(parts, state).await?;
         let key = params
             .get("key")
             .ok_or_else(|| AppError::BadRequest("the path names no key".into()))?;
@@ -152,6 +165,101 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The namespace path parameter, for the OpenAPI description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct NamespacePath {
+    /// `^[A-Za-z0-9_\-.]{3,64}$`; the paths with only a key use `default`.
+    namespace: String,
+}
+
+/// The key path parameter, for the OpenAPI description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct KeyPath {
+    /// `^[A-Za-z0-9_\-.]{3,64}$`
+    key: String,
+}
+
+/// `{"value": N}`: what hit, get and update answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValueBody {
+    pub value: i64,
+}
+
+/// What set and reset answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SetBody {
+    pub old_value: i64,
+    pub value: i64,
+}
+
+/// What create answers. `admin_key` is shown this once; only its hash is kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedBody {
+    pub namespace: String,
+    pub key: String,
+    pub value: i64,
+    pub admin_key: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedBody {
+    pub namespace: String,
+    pub key: String,
+    pub deleted: bool,
+}
+
+/// What `/info` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InfoBody {
+    pub namespace: String,
+    pub key: String,
+    /// Unix milliseconds, as CountAPI.
+    pub created: i64,
+    pub update_lowerbound: i64,
+    pub update_upperbound: i64,
+    pub enable_reset: bool,
+    pub value: i64,
+    /// Whether the counter has an admin key of its own (made by `/create`).
+    pub has_admin_key: bool,
+    /// Increments of the last 7 UTC days, oldest first.
+    pub history: Vec<DayCount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryBody {
+    pub namespace: String,
+    pub key: String,
+    /// One entry per UTC day, oldest first.
+    pub days: Vec<DayCount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsBody {
+    /// Counters in the record.
+    pub counters: i64,
+    /// Increments recorded today (UTC) over all counters.
+    pub hits_today: i64,
+    pub uptime_seconds: u64,
+    pub version: String,
+}
+
+/// Every 4xx and 5xx answer but `/get`'s 404 is `{"error": "..."}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, for a person.
+    pub error: String,
+}
+
+/// `/get`'s answer for a missing counter, as CountAPI: `{"value": null}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoValueBody {
+    pub value: Option<i64>,
+}
+
 fn not_found(id: &CounterId) -> AppError {
     AppError::CounterNotFound(id.clone())
 }
@@ -160,76 +268,136 @@ async fn existing(state: &AppState, id: &CounterId) -> Result<CounterInfo, AppEr
     state.engine.info(id).await?.ok_or_else(|| not_found(id))
 }
 
-/// `/hit/...`: adds one, creating the counter on its first hit.
+/// Set and reset: the counter's own key may change it only if it was
+/// created with `enable_reset`; `ADMIN_TOKEN` always may.
+fn check_may_set(
+    state: &AppState,
+    headers: &HeaderMap,
+    info: &CounterInfo,
+) -> Result<(), AppError> {
+    if authorize(state, headers, Some(info))? == Admin::Counter && !info.enable_reset {
+        return Err(AppError::ResetNotAllowed(info.id.clone()));
+    }
+    Ok(())
+}
+
+/// Adds one, creating the counter on its first hit. Also `/hit/{key}`
+/// (namespace `default`) and POST.
+#[utoipa::path(get, path = "/hit/{namespace}/{key}", tag = "counters",
+    params(NamespacePath, KeyPath),
+    responses(
+        (status = 200, description = "the value including this hit", body = ValueBody),
+        (status = 400, description = "bad namespace or key", body = ErrorBody),
+        (status = 503, description = "neither the record nor the cache can count it; nothing counted", body = ErrorBody),
+    ))]
 pub async fn hit(
     State(state): State<AppState>,
     Counter(id): Counter,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ValueBody>, AppError> {
     let hit = state.engine.hit(id).await?;
-    Ok(Json(json!({ "value": hit.value })))
+    Ok(Json(ValueBody { value: hit.value }))
 }
 
-/// `/get/...`: the value; `404 {"value": null}` when there is no such counter.
+/// The value. Also `/get/{key}`.
+#[utoipa::path(get, path = "/get/{namespace}/{key}", tag = "counters",
+    params(NamespacePath, KeyPath),
+    responses(
+        (status = 200, body = ValueBody),
+        (status = 400, description = "bad namespace or key", body = ErrorBody),
+        (status = 404, description = "no such counter", body = NoValueBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Counter(id): Counter,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ValueBody>, AppError> {
     match state.engine.get(&id).await? {
-        Some(value) => Ok(Json(json!({ "value": value }))),
+        Some(value) => Ok(Json(ValueBody { value })),
         None => Err(AppError::NoValue),
     }
 }
 
-/// `/set/...?value=V`: needs the counter's admin key (or `ADMIN_TOKEN`) and,
-/// unless it is `ADMIN_TOKEN`, a counter created with `enable_reset`.
+/// Sets the value. Needs the counter's admin key (or `ADMIN_TOKEN`) as a
+/// bearer token and, unless it is `ADMIN_TOKEN`, a counter created with
+/// `enable_reset=true`. Also `/set/{key}` and POST.
+#[utoipa::path(get, path = "/set/{namespace}/{key}", tag = "counters",
+    params(NamespacePath, KeyPath, ("value" = i64, Query, description = "the new value")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SetBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "no bearer token", body = ErrorBody),
+        (status = 403, description = "wrong token, or the counter does not allow resets", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn set(
     State(state): State<AppState>,
     Counter(id): Counter,
     headers: HeaderMap,
     params: Params,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<SetBody>, AppError> {
     let value = params.required_int("value")?;
     let info = existing(&state, &id).await?;
-    if authorize(&state, &headers, Some(&info))? == Admin::Counter && !info.enable_reset {
-        return Err(AppError::ResetNotAllowed(id));
-    }
+    check_may_set(&state, &headers, &info)?;
     let outcome = state
         .engine
         .set(&id, value)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    Ok(Json(
-        json!({ "old_value": outcome.old_value, "value": outcome.value }),
-    ))
+    Ok(Json(SetBody {
+        old_value: outcome.old_value,
+        value: outcome.value,
+    }))
 }
 
-/// `/reset/...`: `/set` to zero.
+/// Sets the value to zero, with the rules of `/set`. Also `/reset/{key}`
+/// and POST.
+#[utoipa::path(get, path = "/reset/{namespace}/{key}", tag = "counters",
+    params(NamespacePath, KeyPath),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SetBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn reset(
     State(state): State<AppState>,
     Counter(id): Counter,
     headers: HeaderMap,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<SetBody>, AppError> {
     let info = existing(&state, &id).await?;
-    if authorize(&state, &headers, Some(&info))? == Admin::Counter && !info.enable_reset {
-        return Err(AppError::ResetNotAllowed(id));
-    }
+    check_may_set(&state, &headers, &info)?;
     let outcome = state
         .engine
         .set(&id, 0)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    Ok(Json(
-        json!({ "old_value": outcome.old_value, "value": outcome.value }),
-    ))
+    Ok(Json(SetBody {
+        old_value: outcome.old_value,
+        value: outcome.value,
+    }))
 }
 
-/// `/update/...?amount=A`: adds A (which may be negative) when it lies within
-/// the counter's bounds.
+/// Adds `amount` (which may be negative) when it lies within the counter's
+/// bounds. Also `/update/{key}` and POST.
+#[utoipa::path(get, path = "/update/{namespace}/{key}", tag = "counters",
+    params(NamespacePath, KeyPath, ("amount" = i64, Query, description = "what to add")),
+    responses(
+        (status = 200, body = ValueBody),
+        (status = 400, body = ErrorBody),
+        (status = 403, description = "amount outside the counter's bounds", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     Counter(id): Counter,
     params: Params,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ValueBody>, AppError> {
     let amount = params.required_int("amount")?;
     let info = existing(&state, &id).await?;
     if amount < info.update_lowerbound || amount > info.update_upperbound {
@@ -240,30 +408,59 @@ pub async fn update(
         });
     }
     let hit = state.engine.add(id, amount).await?;
-    Ok(Json(json!({ "value": hit.value })))
+    Ok(Json(ValueBody { value: hit.value }))
 }
 
-/// `/delete/...`: removes a counter and its history; needs its admin key.
+/// Removes a counter and its history; needs its admin key (or
+/// `ADMIN_TOKEN`). Also `/delete/{key}`, POST and DELETE.
+#[utoipa::path(get, path = "/delete/{namespace}/{key}", tag = "counters",
+    params(NamespacePath, KeyPath),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DeletedBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Counter(id): Counter,
     headers: HeaderMap,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<DeletedBody>, AppError> {
     let info = existing(&state, &id).await?;
     authorize(&state, &headers, Some(&info))?;
     if !state.engine.delete(&id).await? {
         return Err(not_found(&id));
     }
-    Ok(Json(
-        json!({ "namespace": id.namespace, "key": id.key, "deleted": true }),
-    ))
+    Ok(Json(DeletedBody {
+        namespace: id.namespace,
+        key: id.key,
+        deleted: true,
+    }))
 }
 
-/// `/create?namespace=&key=&value=&enable_reset=&update_lowerbound=&update_upperbound=`
+/// Creates a counter and returns its admin key, this once. Also POST.
+#[utoipa::path(get, path = "/create", tag = "counters",
+    params(
+        ("namespace" = Option<String>, Query, description = "default `default`"),
+        ("key" = Option<String>, Query, description = "default: a random UUID"),
+        ("value" = Option<i64>, Query, description = "initial value, default 0"),
+        ("enable_reset" = Option<bool>, Query, description = "whether the admin key may set and reset it, default false"),
+        ("update_lowerbound" = Option<i64>, Query, description = "smallest amount `/update` accepts, default -1"),
+        ("update_upperbound" = Option<i64>, Query, description = "largest amount `/update` accepts, default 1"),
+    ),
+    responses(
+        (status = 200, body = CreatedBody),
+        (status = 400, body = ErrorBody),
+        (status = 409, description = "the counter exists", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     params: Params,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<CreatedBody>, AppError> {
     let key = match params.str("key") {
         Some(key) => key.to_string(),
         None => random_uuid(),
@@ -290,31 +487,23 @@ pub async fn create(
         admin_key_hash: Some(hash_admin_key(&admin_key)),
     };
     let info = state.engine.create(&spec).await?;
-    Ok(Json(json!({
-        "namespace": info.id.namespace,
-        "key": info.id.key,
-        "value": info.value,
-        "admin_key": admin_key,
-    })))
+    Ok(Json(CreatedBody {
+        namespace: info.id.namespace,
+        key: info.id.key,
+        value: info.value,
+        admin_key,
+    }))
 }
 
-/// What `/info` answers.
-#[derive(Debug, Serialize)]
-pub struct InfoBody {
-    pub namespace: String,
-    pub key: String,
-    /// Unix milliseconds, as CountAPI.
-    pub created: i64,
-    pub update_lowerbound: i64,
-    pub update_upperbound: i64,
-    pub enable_reset: bool,
-    pub value: i64,
-    /// Whether the counter has an admin key of its own (made by `/create`).
-    pub has_admin_key: bool,
-    /// Increments of the last 7 UTC days, oldest first.
-    pub history: Vec<DayCount>,
-}
-
+/// Everything about a counter, with its last 7 days. Also `/info/{key}`.
+#[utoipa::path(get, path = "/info/{namespace}/{key}", tag = "counters",
+    params(NamespacePath, KeyPath),
+    responses(
+        (status = 200, body = InfoBody),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn info(
     State(state): State<AppState>,
     Counter(id): Counter,
@@ -334,12 +523,21 @@ pub async fn info(
     }))
 }
 
-/// `/history/...?days=N` (default 30, at most 366): increments per UTC day.
+/// Increments per UTC day. Also `/history/{key}`.
+#[utoipa::path(get, path = "/history/{namespace}/{key}", tag = "counters",
+    params(NamespacePath, KeyPath,
+        ("days" = Option<u32>, Query, description = "how many days back, today included: 1 to 366, default 30")),
+    responses(
+        (status = 200, body = HistoryBody),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn history(
     State(state): State<AppState>,
     Counter(id): Counter,
     params: Params,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<HistoryBody>, AppError> {
     let days = match params.int("days")? {
         None => 30,
         Some(days) if (1..=i64::from(MAX_HISTORY_DAYS)).contains(&days) => days as u32,
@@ -350,21 +548,158 @@ pub async fn history(
         }
     };
     existing(&state, &id).await?;
-    let history = state.engine.history(&id, days).await?;
-    Ok(Json(
-        json!({ "namespace": id.namespace, "key": id.key, "days": history }),
-    ))
+    let days = state.engine.history(&id, days).await?;
+    Ok(Json(HistoryBody {
+        namespace: id.namespace,
+        key: id.key,
+        days,
+    }))
 }
 
-/// `/stats`: service-wide figures.
-pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+/// Service-wide figures.
+#[utoipa::path(get, path = "/stats", tag = "counters",
+    responses((status = 200, body = StatsBody), (status = 503, body = ErrorBody)))]
+pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
     let totals = state.engine.totals().await?;
-    Ok(Json(json!({
-        "counters": totals.counters,
-        "hits_today": totals.hits_today,
-        "uptime_seconds": state.started.elapsed().as_secs(),
-        "version": env!("CARGO_PKG_VERSION"),
-    })))
+    Ok(Json(StatsBody {
+        counters: totals.counters,
+        hits_today: totals.hits_today,
+        uptime_seconds: state.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }))
+}
+
+/// Longest badge label accepted.
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// A badge's file name: `{key}.svg` (the image) or `{key}.json` (shields.io's
+/// endpoint JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadgeFormat {
+    Svg,
+    Json,
+}
+
+/// The badge path parameter, for the OpenAPI description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct BadgeFilePath {
+    /// `{key}.svg` for the image, `{key}.json` for shields.io's endpoint badge.
+    file: String,
+}
+
+/// An SVG badge of a counter (`{key}.svg`), or the JSON of shields.io's
+/// endpoint badge (`{key}.json`). Counts a hit unless `hit=false`. Sent
+/// with headers that stop image proxies from caching it. Also
+/// `/badge/{file}` (namespace `default`).
+#[utoipa::path(get, path = "/badge/{namespace}/{file}", tag = "badges",
+    params(NamespacePath, BadgeFilePath,
+        ("hit" = Option<bool>, Query, description = "count a hit (default true); false only reads"),
+        ("label" = Option<String>, Query, description = "left text, default `hits`, at most 64 characters"),
+        ("color" = Option<String>, Query, description = "right colour: a shields.io name or hex, default `4c1`"),
+        ("label_color" = Option<String>, Query, description = "left colour, default `555`"),
+        ("style" = Option<String>, Query, description = "`flat` (default), `flat-square`, `plastic` or `for-the-badge`"),
+        ("show" = Option<String>, Query, description = "`total` (default) or `today` for \"today / total\""),
+    ),
+    responses(
+        (status = 200, description = "the badge", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "bad name, file, colour, style or label", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn badge(
+    State(state): State<AppState>,
+    PathParams(path): PathParams,
+    params: Params,
+) -> Result<axum::response::Response, AppError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+
+    let file = path.get("file").map(String::as_str).unwrap_or_default();
+    let (key, format) = if let Some(key) = file.strip_suffix(".svg") {
+        (key, BadgeFormat::Svg)
+    } else if let Some(key) = file.strip_suffix(".json") {
+        (key, BadgeFormat::Json)
+    } else {
+        return Err(AppError::BadRequest(format!(
+            "a badge is {{key}}.svg or {{key}}.json, got {file:?}"
+        )));
+    };
+    let id = CounterId::parse(path.get("namespace").map(String::as_str), key)
+        .map_err(AppError::BadRequest)?;
+    let options = badge_options(&params)?;
+    let show_today = match params.str("show") {
+        None | Some("total") => false,
+        Some("today") => true,
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "show must be total or today, got {other:?}"
+            )));
+        }
+    };
+
+    let total = if params.bool("hit")?.unwrap_or(true) {
+        state.engine.hit(id.clone()).await?.value
+    } else {
+        state.engine.get(&id).await?.unwrap_or(0)
+    };
+    let message = if show_today {
+        let today = state
+            .engine
+            .history(&id, 1)
+            .await?
+            .last()
+            .map_or(0, |d| d.hits);
+        format!("{today} / {total}")
+    } else {
+        total.to_string()
+    };
+
+    let no_cache = [
+        (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
+        (header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        (header::PRAGMA, "no-cache"),
+    ];
+    Ok(match format {
+        BadgeFormat::Svg => (
+            no_cache,
+            [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")],
+            crate::badge::render_svg(&options, &message),
+        )
+            .into_response(),
+        BadgeFormat::Json => (
+            no_cache,
+            Json(crate::badge::endpoint_json(&options, &message)),
+        )
+            .into_response(),
+    })
+}
+
+fn badge_options(params: &Params) -> Result<crate::badge::BadgeOptions, AppError> {
+    let mut options = crate::badge::BadgeOptions::default();
+    if let Some(label) = params.str("label") {
+        let chars = label.chars().count();
+        if chars > MAX_LABEL_CHARS {
+            return Err(AppError::BadRequest(format!(
+                "label must be at most {MAX_LABEL_CHARS} characters, got {chars}"
+            )));
+        }
+        options.label = label.to_string();
+    }
+    if let Some(color) = params.str("color") {
+        options.color = crate::badge::parse_color(color)
+            .map_err(|e| AppError::BadRequest(format!("color: {e}")))?;
+    }
+    if let Some(color) = params.str("label_color").or(params.str("labelColor")) {
+        options.label_color = crate::badge::parse_color(color)
+            .map_err(|e| AppError::BadRequest(format!("label_color: {e}")))?;
+    }
+    if let Some(style) = params.str("style") {
+        options.style = style
+            .parse()
+            .map_err(|e| AppError::BadRequest(format!("style: {e}")))?;
+    }
+    Ok(options)
 }
 
 /// A random (version 4) UUID, for `/create` without a key.

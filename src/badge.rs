@@ -214,8 +214,8 @@ pub fn text_width(text: &str) -> f64 {
     advance(text, &VERDANA, 11.0)
 }
 
-/// Whole pixels keep the halves' edges on the pixel grid; odd like shields.io
-/// so a badge is the size shields.io would make it.
+/// Whole pixels keep the halves' edges on the pixel grid; up, so that
+/// `textLength` never squeezes the text; odd, as shields.io makes it.
 fn whole_px(width: f64) -> u64 {
     (width.ceil() as u64) | 1
 }

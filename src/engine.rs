@@ -23,7 +23,7 @@ use crate::writer::{Hit, HitError, HitRequest, Writer, WriterParts, WriterReport
 /// (backpressure) instead of growing memory without bound.
 const QUEUE_CAPACITY: usize = 65_536;
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DependencyState {
     Up,
@@ -31,7 +31,7 @@ pub enum DependencyState {
     Disabled,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// True when a hit would be committed in PostgreSQL before its answer.
     pub ready: bool,

@@ -128,26 +128,22 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Routes `/{op}/{key}` and `/{op}/{namespace}/{key}` to the same handler.
-fn counter_route(
-    router: Router<AppState>,
-    op: &str,
-    handler: MethodRouter<AppState>,
-) -> Router<AppState> {
-    router
-        .route(&format!("/{op}/{{key}}"), handler.clone())
-        .route(&format!("/{op}/{{namespace}}/{{key}}"), handler)
-}
-
-pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/", get(index))
-        .route("/resetcounter", get(reset_counter).post(reset_counter))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/create", get(api::create).post(api::create))
-        .route("/stats", get(api::stats));
+/// Every route: path and handlers. The one list the router is built from,
+/// and that the OpenAPI test compares with the description.
+pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
+    let mut routes: Vec<(String, MethodRouter<AppState>)> = vec![
+        ("/".into(), get(index)),
+        (
+            "/resetcounter".into(),
+            get(reset_counter).post(reset_counter),
+        ),
+        ("/healthz".into(), get(healthz)),
+        ("/readyz".into(), get(readyz)),
+        ("/metrics".into(), get(metrics)),
+        ("/openapi.json".into(), get(crate::openapi::serve)),
+        ("/create".into(), get(api::create).post(api::create)),
+        ("/stats".into(), get(api::stats)),
+    ];
     for (op, handler) in [
         ("hit", get(api::hit).post(api::hit)),
         ("get", get(api::get)),
@@ -161,7 +157,18 @@ pub fn router(state: AppState) -> Router {
         ("info", get(api::info)),
         ("history", get(api::history)),
     ] {
-        router = counter_route(router, op, handler);
+        routes.push((format!("/{op}/{{key}}"), handler.clone()));
+        routes.push((format!("/{op}/{{namespace}}/{{key}}"), handler));
+    }
+    routes.push(("/badge/{file}".into(), get(api::badge)));
+    routes.push(("/badge/{namespace}/{file}".into(), get(api::badge)));
+    routes
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (path, handler) in routes() {
+        router = router.route(&path, handler);
     }
     let cors = CorsLayer::new()
         .allow_origin(cors::Any)
@@ -202,7 +209,13 @@ async fn limit_header_size(request: Request, next: Next) -> Response {
 }
 
 /// The seed's page: counts a view and says how many there have been.
-async fn index(State(state): State<AppState>) -> Result<Response, AppError> {
+#[utoipa::path(get, path = "/", tag = "seed",
+    responses(
+        (status = 200, description = "counted", body = String, content_type = "text/plain",
+         example = "Hello Linode! This page has been viewed 1 time(s)."),
+        (status = 503, description = "nothing counted", body = api::ErrorBody),
+    ))]
+pub async fn index(State(state): State<AppState>) -> Result<Response, AppError> {
     let hit = state.engine.hit(CounterId::seed_page()).await?;
     let body = format!(
         "{} This page has been viewed {} time(s).",
@@ -211,7 +224,18 @@ async fn index(State(state): State<AppState>) -> Result<Response, AppError> {
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }
 
-async fn reset_counter(
+/// Sets the seed page's counter to zero. With `ADMIN_TOKEN` set it needs
+/// it as a bearer token. Also POST.
+#[utoipa::path(get, path = "/resetcounter", tag = "seed",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, body = String, content_type = "text/plain",
+         example = "Successfully deleted redis and postgres counters"),
+        (status = 401, body = api::ErrorBody),
+        (status = 403, body = api::ErrorBody),
+        (status = 503, body = api::ErrorBody),
+    ))]
+pub async fn reset_counter(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
@@ -247,7 +271,10 @@ async fn record_request(request: Request, next: Next) -> Response {
     response
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -258,11 +285,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+/// Alive: 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = Object, example = json!({"status": "alive"}))))]
+pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "alive" }))
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Ready: 200 when a hit would be committed durably, 503 otherwise; the
+/// body names the state of the record and the cache.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, body = crate::engine::Readiness),
+        (status = 503, body = crate::engine::Readiness),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let readiness = state.engine.readiness().await;
     let status = if readiness.ready {
         StatusCode::OK

@@ -9,6 +9,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`http`]: the routes, shared state and the one error type.
 //! - [`api`]: the CountAPI-compatible counter API's handlers.
+//! - [`badge`]: SVG badges and the shields.io endpoint JSON (pure rendering).
+//! - [`openapi`]: the OpenAPI description, from the handlers' annotations.
 //! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
 //! - [`writer`]: the group-commit task and the counting contract's states.
 //! - [`store`]: PostgreSQL, the record. Every SQL statement lives there.
@@ -18,6 +20,7 @@
 //! - [`healthcheck`]: the `healthcheck` subcommand.
 
 pub mod api;
+pub mod badge;
 pub mod breaker;
 pub mod cache;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod engine;
 pub mod healthcheck;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -534,3 +534,150 @@ async fn api_hits_follow_the_counting_contract_when_postgres_is_down() {
     );
     assert_eq!(pg.counter_value("default", "never-seen"), None);
 }
+
+/// The root `<svg>` element's width, after checking the document parses.
+fn svg_width(svg: &str) -> f64 {
+    let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not XML ({e}):\n{svg}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    root.attribute("width").unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
+    for b in backends(Some("service-token")) {
+        let base = &b.app.base;
+        let client = client();
+
+        // An SVG that counts, with headers that defeat image caches.
+        let response = client
+            .get(format!("{base}/badge/readme.example/views.svg"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{}", b.name);
+        assert_eq!(
+            response.headers()["content-type"],
+            "image/svg+xml; charset=utf-8"
+        );
+        assert_eq!(
+            response.headers()["cache-control"],
+            "no-cache, no-store, must-revalidate"
+        );
+        assert_eq!(
+            response.headers()["expires"],
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        let svg = response.text().await.unwrap();
+        svg_width(&svg);
+        assert!(svg.contains(">1<"), "{svg}");
+        assert_eq!(
+            get_json(format!("{base}/get/readme.example/views")).await.1,
+            json!({"value": 1})
+        );
+        // hit=false only reads.
+        client
+            .get(format!("{base}/badge/readme.example/views.svg?hit=false"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            get_json(format!("{base}/get/readme.example/views")).await.1,
+            json!({"value": 1})
+        );
+
+        // Label, colours, style, today / total.
+        let svg = client
+            .get(format!("{base}/badge/readme.example/views.svg?label=page%20views&color=blue&label_color=%23333&style=flat-square&show=today"))
+            .send().await.unwrap().text().await.unwrap();
+        svg_width(&svg);
+        assert!(svg.contains("page views"));
+        assert!(svg.contains("2 / 2"), "{svg}");
+        assert!(svg.contains("#333333"));
+
+        // Escaping: user text never becomes markup.
+        let svg = client
+            .get(format!(
+                "{base}/badge/views.svg?hit=false&label=%3Cscript%3E%26"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        svg_width(&svg);
+        assert!(!svg.contains("<script>"));
+
+        // Width follows the number.
+        get_json(format!("{base}/create?key=widths&enable_reset=1")).await;
+        let mut widths = Vec::new();
+        for value in [0_i64, 9, 10, 999_999, 1_000_000_000_000_000] {
+            let (status, _) = call(
+                reqwest::Method::GET,
+                format!("{base}/set/widths?value={value}"),
+                Some("service-token"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+            let svg = client
+                .get(format!("{base}/badge/widths.svg?hit=false"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(svg.contains(&format!(">{value}<")), "{value}: {svg}");
+            widths.push(svg_width(&svg));
+        }
+        assert!(
+            widths[0] <= widths[1]
+                && widths[1] < widths[2]
+                && widths[2] < widths[3]
+                && widths[3] < widths[4],
+            "{widths:?}"
+        );
+
+        // shields.io endpoint JSON.
+        let response = client
+            .get(format!("{base}/badge/widths.json?hit=false&label=views"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["cache-control"],
+            "no-cache, no-store, must-revalidate"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["schemaVersion"], 1);
+        assert_eq!(body["label"], "views");
+        assert_eq!(body["message"], "1000000000000000");
+
+        // Bad input: 400 saying what is wrong, nothing counted.
+        for (query, expected) in [
+            ("color=notacolor", "color"),
+            ("style=round", "style"),
+            ("show=week", "show must be total or today"),
+            ("hit=perhaps", "hit must be true or false"),
+        ] {
+            let (status, body) =
+                get_json(format!("{base}/badge/readme.example/views.svg?{query}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+            assert!(
+                body["error"].as_str().unwrap().contains(expected),
+                "{query}: {body}"
+            );
+        }
+        let (status, body) = get_json(format!("{base}/badge/readme.example/views.png")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains(".svg"));
+        let (status, _) =
+            get_json(format!("{base}/badge/views.svg?label={}", "x".repeat(65))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            get_json(format!("{base}/get/readme.example/views")).await.1,
+            json!({"value": 2})
+        );
+    }
+}

@@ -79,7 +79,7 @@ pub struct SetOutcome {
 }
 
 /// Increments of one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DayCount {
     /// `YYYY-MM-DD`
     pub day: String,

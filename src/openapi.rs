@@ -1,0 +1,48 @@
+//! The OpenAPI 3 description, generated from the handlers' annotations and
+//! served at `/openapi.json`. A test keeps it equal to the router's routes.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{api, http};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hitcounter",
+        description = "A self-hosted hit counter: the seed page of the Linode guide, and a CountAPI-compatible counter API with badges. Every counter path `/{op}/{namespace}/{key}` also exists as `/{op}/{key}` (namespace `default`)."
+    ),
+    paths(
+        http::index, http::reset_counter, http::healthz, http::readyz, http::metrics, serve,
+        api::hit, api::get, api::set, api::update, api::reset, api::delete, api::create,
+        api::info, api::history, api::stats, api::badge,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "seed", description = "The Linode guide's page and reset"),
+        (name = "counters", description = "The CountAPI-compatible counter API"),
+        (name = "badges", description = "SVG badges and shields.io endpoint JSON"),
+        (name = "operations", description = "Health, readiness, metrics, this description"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// This description.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
