@@ -681,3 +681,59 @@ async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_record_needs_no_setup_and_keeps_counts_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = App::start(AppConfig::embedded(dir.path()));
+    let client = client();
+    for expected in 1..=3 {
+        let body = client
+            .get(&app.base)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            body,
+            format!("Hello Linode! This page has been viewed {expected} time(s).")
+        );
+    }
+    assert_eq!(
+        get_json(format!("{}/hit/kept", app.base)).await.1,
+        json!({"value": 1})
+    );
+    let ready: Value = client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["store"], "up");
+    assert_eq!(ready["cache"], "disabled");
+    app.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        app.wait_exit(std::time::Duration::from_secs(10)).0.code(),
+        Some(0)
+    );
+    assert!(dir.path().join("hitcounter.db").exists());
+
+    let app = App::start(AppConfig::embedded(dir.path()));
+    let body = client
+        .get(&app.base)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "Hello Linode! This page has been viewed 4 time(s).");
+    assert_eq!(
+        get_json(format!("{}/hit/kept", app.base)).await.1,
+        json!({"value": 2})
+    );
+}
