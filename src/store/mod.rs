@@ -70,6 +70,33 @@ pub struct CounterInfo {
     pub admin_key_hash: Option<String>,
 }
 
+/// `CounterInfo` as both backends select it (their `INFO_COLUMNS`).
+type InfoRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    bool,
+    i64,
+    i64,
+    Option<String>,
+);
+
+fn info_from_row(row: InfoRow) -> CounterInfo {
+    let (namespace, key, value, epoch, created_ms, enable_reset, lower, upper, hash) = row;
+    CounterInfo {
+        id: CounterId { namespace, key },
+        value,
+        epoch,
+        created_ms,
+        enable_reset,
+        update_lowerbound: lower,
+        update_upperbound: upper,
+        admin_key_hash: hash,
+    }
+}
+
 /// A counter's value before and after `set`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetOutcome {

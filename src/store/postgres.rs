@@ -5,7 +5,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    Applied, Committed, CounterInfo, CounterSpec, DayCount, SetOutcome, StoreError, Totals, bounded,
+    Applied, Committed, CounterInfo, CounterSpec, DayCount, InfoRow, SetOutcome, StoreError,
+    Totals, bounded, info_from_row,
 };
 use crate::counter::CounterId;
 
@@ -13,32 +14,6 @@ use crate::counter::CounterId;
 const INFO_COLUMNS: &str = "namespace, key, value, epoch,
     (extract(epoch FROM created_at) * 1000)::bigint,
     enable_reset, update_lowerbound, update_upperbound, admin_key_hash";
-
-type InfoRow = (
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    bool,
-    i64,
-    i64,
-    Option<String>,
-);
-
-fn info_from_row(row: InfoRow) -> CounterInfo {
-    let (namespace, key, value, epoch, created_ms, enable_reset, lower, upper, hash) = row;
-    CounterInfo {
-        id: CounterId { namespace, key },
-        value,
-        epoch,
-        created_ms,
-        enable_reset,
-        update_lowerbound: lower,
-        update_upperbound: upper,
-        admin_key_hash: hash,
-    }
-}
 
 #[derive(Clone)]
 pub struct PgStore {

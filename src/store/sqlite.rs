@@ -10,39 +10,14 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Applied, Committed, CounterInfo, CounterSpec, DayCount, SetOutcome, StoreError, Totals, bounded,
+    Applied, Committed, CounterInfo, CounterSpec, DayCount, InfoRow, SetOutcome, StoreError,
+    Totals, bounded, info_from_row,
 };
 use crate::counter::CounterId;
 
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 const TODAY: &str = "strftime('%Y-%m-%d', 'now')";
 const INFO_COLUMNS: &str = "namespace, key, value, epoch, created_ms, enable_reset, update_lowerbound, update_upperbound, admin_key_hash";
-
-type InfoRow = (
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    bool,
-    i64,
-    i64,
-    Option<String>,
-);
-
-fn info_from_row(row: InfoRow) -> CounterInfo {
-    let (namespace, key, value, epoch, created_ms, enable_reset, lower, upper, hash) = row;
-    CounterInfo {
-        id: CounterId { namespace, key },
-        value,
-        epoch,
-        created_ms,
-        enable_reset,
-        update_lowerbound: lower,
-        update_upperbound: upper,
-        admin_key_hash: hash,
-    }
-}
 
 #[derive(Clone)]
 pub struct SqliteStore {
