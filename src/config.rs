@@ -135,8 +135,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_BATCH", default_value_t = 4096)]
     pub max_batch: usize,
 
-    /// Bearer token that protects /resetcounter. When unset, reset is open to
-    /// anyone (as in the original guide) and a warning is logged at start.
+    /// Bearer token that protects /resetcounter and may change every counter
+    /// of the API. When unset or empty, /resetcounter is open to anyone (as
+    /// in the original guide) and a warning is logged at start.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

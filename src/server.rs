@@ -53,7 +53,9 @@ pub async fn serve(
     if let Err(error) = engine.store().prune_writers().await {
         tracing::warn!(%error, "could not prune old writer rows");
     }
-    if args.admin_token.is_none() {
+    // An empty ADMIN_TOKEN (as compose passes an unset variable) means none.
+    let admin_token = args.admin_token.as_deref().filter(|t| !t.is_empty());
+    if admin_token.is_none() {
         tracing::warn!("ADMIN_TOKEN is not set: /resetcounter is open to anyone");
     }
 
@@ -61,7 +63,7 @@ pub async fn serve(
         engine: engine.clone(),
         started: std::time::Instant::now(),
         greeting: args.greeting.as_str().into(),
-        admin_token: args.admin_token.as_deref().map(Into::into),
+        admin_token: admin_token.map(Into::into),
     };
     let app = router(state);
     tracing::info!(address = %listener.local_addr()?, "listening");

@@ -136,14 +136,20 @@ async fn admin_token_protects_reset_and_never_appears_in_logs() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn open_reset_is_warned_about_at_start() {
+async fn open_reset_is_warned_about_at_start_and_an_empty_token_means_none() {
     let pg = Postgres::shared();
-    let app = App::start(AppConfig::new(&pg, None));
+    let app = App::start(AppConfig::new(&pg, None).env("ADMIN_TOKEN", ""));
     assert!(
         app.logs()
             .iter()
             .any(|l| l.contains("WARN") && l.contains("/resetcounter is open to anyone"))
     );
+    let response = client()
+        .get(format!("{}/resetcounter", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
