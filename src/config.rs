@@ -135,6 +135,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_BATCH", default_value_t = 4096)]
     pub max_batch: usize,
 
+    /// Under load, the least time between the starts of two group commits
+    /// of one process, so that each gathers more hits (a lone hit never
+    /// waits). 0 commits as soon as the previous commit is done.
+    #[arg(long, env = "BATCH_LINGER", default_value = "1ms", value_parser = humantime::parse_duration)]
+    pub batch_linger: Duration,
+
     /// Bearer token that protects /resetcounter and may change every counter
     /// of the API. When unset or empty, /resetcounter is open to anyone (as
     /// in the original guide) and a warning is logged at start.

@@ -66,6 +66,7 @@ impl Engine {
             cache,
             args.retry_interval,
             args.max_batch,
+            args.batch_linger,
         ))
     }
 
@@ -74,6 +75,7 @@ impl Engine {
         cache: Option<Cache>,
         retry_interval: std::time::Duration,
         max_batch: usize,
+        batch_linger: std::time::Duration,
     ) -> Self {
         let store_breaker = Arc::new(Breaker::new(store.kind(), retry_interval));
         let cache_breaker = Arc::new(Breaker::new("Redis", retry_interval));
@@ -85,6 +87,7 @@ impl Engine {
             cache_breaker: cache_breaker.clone(),
             unwritten: unwritten.clone(),
             max_batch,
+            batch_linger,
             retry_interval,
         });
         let (hits_tx, hits_rx) = mpsc::channel(QUEUE_CAPACITY);

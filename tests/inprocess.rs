@@ -30,6 +30,7 @@ async fn service() -> Service {
         None,
         Duration::from_millis(200),
         1024,
+        Duration::from_millis(1),
     ));
     let state = AppState {
         engine,
