@@ -96,6 +96,20 @@ pub fn record_commit(increments: usize, elapsed: Duration) {
     metrics::histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());
 }
 
+/// Drains the histograms' sample buffers into their buckets every second.
+/// Without it every recorded sample stays in memory until the next scrape:
+/// an unscraped service would grow without bound.
+pub fn spawn_upkeep() {
+    let handle = handle();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
 /// The scrape page, with the state gauges brought up to date first.
 pub fn render(store_up: bool, cache_up: Option<bool>, unwritten: i64) -> String {
     metrics::gauge!(STORE_UP).set(f64::from(u8::from(store_up)));

@@ -42,7 +42,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<i64> {
-    crate::metrics::handle();
+    crate::metrics::spawn_upkeep();
     let engine = Arc::new(Engine::start(args)?);
     tracing::info!(
         store = %engine.store().describe(),
