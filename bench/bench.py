@@ -15,6 +15,7 @@ exit, also on failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import datetime as dt
 import json
 import os
@@ -962,6 +963,7 @@ def main():
             app_env=args.app_env, nginx_set=args.nginx_set, nginx_access_log=args.nginx_access_log,
             pg_set=args.pg_set, pg_settings=stack.pg_settings, nice=args.nice, nginx_source=stack.nginx_source,
             nginx_notes=stack.nginx_notes, nginx_conf=stack.nginx_conf_text, app_peak_rss_kb=peak,
+            binary=str(binary), binary_sha256=hashlib.sha256(binary.read_bytes()).hexdigest()[:16],
             wall_s=round(time.time() - started, 1), skipped=skipped, noisy_threshold=args.noisy_threshold,
             noisy_runs=sum(1 for r in runs if r["noisy"]),
         )

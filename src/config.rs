@@ -30,6 +30,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once at start; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (migrations are applied first).
