@@ -281,6 +281,26 @@ fn check_may_set(
     Ok(())
 }
 
+/// What `/set` and `/reset` do once the new value is known.
+async fn set_value(
+    state: &AppState,
+    id: &CounterId,
+    headers: &HeaderMap,
+    value: i64,
+) -> Result<Json<SetBody>, AppError> {
+    let info = existing(state, id).await?;
+    check_may_set(state, headers, &info)?;
+    let outcome = state
+        .engine
+        .set(id, value)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(Json(SetBody {
+        old_value: outcome.old_value,
+        value: outcome.value,
+    }))
+}
+
 /// Adds one, creating the counter on its first hit. Also `/hit/{key}`
 /// (namespace `default`) and POST.
 #[utoipa::path(get, path = "/hit/{namespace}/{key}", tag = "counters",
@@ -338,17 +358,7 @@ pub async fn set(
     params: Params,
 ) -> Result<Json<SetBody>, AppError> {
     let value = params.required_int("value")?;
-    let info = existing(&state, &id).await?;
-    check_may_set(&state, &headers, &info)?;
-    let outcome = state
-        .engine
-        .set(&id, value)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
-    Ok(Json(SetBody {
-        old_value: outcome.old_value,
-        value: outcome.value,
-    }))
+    set_value(&state, &id, &headers, value).await
 }
 
 /// Sets the value to zero, with the rules of `/set`. Also `/reset/{key}`
@@ -369,17 +379,7 @@ pub async fn reset(
     Counter(id): Counter,
     headers: HeaderMap,
 ) -> Result<Json<SetBody>, AppError> {
-    let info = existing(&state, &id).await?;
-    check_may_set(&state, &headers, &info)?;
-    let outcome = state
-        .engine
-        .set(&id, 0)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
-    Ok(Json(SetBody {
-        old_value: outcome.old_value,
-        value: outcome.value,
-    }))
+    set_value(&state, &id, &headers, 0).await
 }
 
 /// Adds `amount` (which may be negative) when it lies within the counter's
