@@ -137,10 +137,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_BATCH", default_value_t = 4096)]
     pub max_batch: usize,
 
-    /// Under load, the least time between the starts of two group commits
-    /// of one process, so that each gathers more hits (a lone hit never
-    /// waits). 0 commits as soon as the previous commit is done.
-    #[arg(long, env = "BATCH_LINGER", default_value = "1ms", value_parser = humantime::parse_duration)]
+    /// Under load, a group commit starts three commit durations after the
+    /// previous one started (so that it gathers more hits; a lone hit never
+    /// waits), but never later than this. 0 commits as soon as the previous
+    /// commit is done.
+    #[arg(long, env = "BATCH_LINGER", default_value = "3ms", value_parser = humantime::parse_duration)]
     pub batch_linger: Duration,
 
     /// Bearer token that protects /resetcounter and may change every counter

@@ -19,6 +19,7 @@
 //! - [`server`]: start-up, serving and the graceful stop.
 //! - [`healthcheck`]: the `healthcheck` subcommand.
 
+pub mod alarm;
 pub mod api;
 pub mod badge;
 pub mod breaker;
