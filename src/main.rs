@@ -5,6 +5,7 @@ use hitcounter::config::{Cli, Command};
 use hitcounter::{healthcheck, server, telemetry};
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -51,5 +52,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+    }
+}
+
+/// One malloc arena instead of glibc's default of up to eight per core.
+///
+/// Every worker thread otherwise gets its own arena, and memory freed in one
+/// is not reused by the others: with 256 open connections an app grew to
+/// 32-36 MB, with one arena 28 MB, at the same throughput (bench, c=256;
+/// at c=64 15-16 MB and 14-15 MB). Small allocations stay per thread in
+/// glibc's tcache either way. `MALLOC_ARENA_MAX`, when set, still decides.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread
+        // exists or anything has been allocated from a second arena.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }
