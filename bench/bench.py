@@ -808,7 +808,8 @@ def evaluate(summary, runs, meta) -> dict:
         lines.append(f"  [{verdict(checks['p99_c64'])}] p99 of (3) <= 5 ms at c=64 with zero errors: "
                      f"p99 {s['p99_ms']:.2f} ms, {s['non_2xx']} non-2xx, {s['socket_errors']} socket errors")
     # The target's load is c=64. Memory grows with open connections (each
-    # idle keep-alive connection holds hyper's buffers and its task, ~35 KB),
+    # connection holds hyper's 16 + 8 KB buffers and its task: 500 idle
+    # keep-alive connections added 34 MB of RSS),
     # so the whole bench's peak, at c=256, is reported beside it.
     peak = meta["app_peak_rss_kb"]
     upto64 = [s["rss_kb_max"] for s in summary if s["concurrency"] <= 64 and s.get("rss_kb_max")]
