@@ -485,7 +485,7 @@ impl Writer {
 /// batches leave more CPU for the requests themselves. When commits are quick
 /// (a machine with CPU to spare) lingering only adds latency; when they are
 /// slow (a saturated machine) larger batches are what relieves it. Scaling the
-/// linger with the measured commit time does both (`bench/results/tuning.txt`).
+/// linger with the measured commit time does both (`bench/results/ab.txt`).
 /// With 3, a commit of 0.3 ms is followed by about 0.6 ms of gathering, one
 /// of 0.8 ms by about 1.6 ms, both capped by `BATCH_LINGER`.
 const LINGER_COMMITS: u32 = 3;
