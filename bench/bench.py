@@ -272,6 +272,10 @@ class Stack:
                 DATABASE_URL=self.database_url,
                 REDIS_URL=f"redis://127.0.0.1:{self.redis_port}",
                 LOG_LEVEL="warn",
+                # As deployed: compose.yaml gives each replica `cpus: 1.0`, and
+                # tokio sizes its pool from the cgroup quota, so a replica runs
+                # one worker thread. Unlimited here, it would start one per core.
+                TOKIO_WORKER_THREADS="1",
             )
             for item in self.args.app_env:
                 key, _, value = item.partition("=")
