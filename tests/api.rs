@@ -5,7 +5,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{App, AppConfig, Postgres, Redis, client};
+use support::{App, AppConfig, Postgres, Redis, client, get_text};
 
 /// A running service on one of the two records, with what keeps it alive.
 struct Backend {
@@ -587,25 +587,18 @@ async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
         );
 
         // Label, colours, style, today / total.
-        let svg = client
-            .get(format!("{base}/badge/readme.example/views.svg?label=page%20views&color=blue&label_color=%23333&style=flat-square&show=today"))
-            .send().await.unwrap().text().await.unwrap();
+        let svg = get_text(&client, format!("{base}/badge/readme.example/views.svg?label=page%20views&color=blue&label_color=%23333&style=flat-square&show=today")).await;
         svg_width(&svg);
         assert!(svg.contains("page views"));
         assert!(svg.contains("2 / 2"), "{svg}");
         assert!(svg.contains("#333333"));
 
         // Escaping: user text never becomes markup.
-        let svg = client
-            .get(format!(
-                "{base}/badge/views.svg?hit=false&label=%3Cscript%3E%26"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let svg = get_text(
+            &client,
+            format!("{base}/badge/views.svg?hit=false&label=%3Cscript%3E%26"),
+        )
+        .await;
         svg_width(&svg);
         assert!(!svg.contains("<script>"));
 
@@ -620,14 +613,7 @@ async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
             )
             .await;
             assert_eq!(status, StatusCode::OK);
-            let svg = client
-                .get(format!("{base}/badge/widths.svg?hit=false"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let svg = get_text(&client, format!("{base}/badge/widths.svg?hit=false")).await;
             assert!(svg.contains(&format!(">{value}<")), "{value}: {svg}");
             widths.push(svg_width(&svg));
         }
@@ -688,14 +674,7 @@ async fn embedded_record_needs_no_setup_and_keeps_counts_across_restarts() {
     let mut app = App::start(AppConfig::embedded(dir.path()));
     let client = client();
     for expected in 1..=3 {
-        let body = client
-            .get(&app.base)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&client, &app.base).await;
         assert_eq!(
             body,
             format!("Hello Linode! This page has been viewed {expected} time(s).")
@@ -723,14 +702,7 @@ async fn embedded_record_needs_no_setup_and_keeps_counts_across_restarts() {
     assert!(dir.path().join("hitcounter.db").exists());
 
     let app = App::start(AppConfig::embedded(dir.path()));
-    let body = client
-        .get(&app.base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(&client, &app.base).await;
     assert_eq!(body, "Hello Linode! This page has been viewed 4 time(s).");
     assert_eq!(
         get_json(format!("{}/hit/kept", app.base)).await.1,

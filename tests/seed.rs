@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{App, AppConfig, Outcome, Postgres, Redis, client, get};
+use support::{App, AppConfig, Outcome, Postgres, Redis, client, get, get_text};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_steps_answer_word_for_word_and_log_the_reset() {
@@ -51,14 +51,7 @@ async fn seed_steps_answer_word_for_word_and_log_the_reset() {
 
     // After the reset both stores start again from zero.
     assert_eq!(pg.seed_value(), Some(0));
-    let body = client
-        .get(&app.base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(&client, &app.base).await;
     assert_eq!(body, "Hello Linode! This page has been viewed 1 time(s).");
     assert_eq!(pg.seed_value(), Some(1));
     support::wait_for(
@@ -76,14 +69,7 @@ async fn greeting_is_configurable_and_json_logs_are_one_object_per_line() {
             .env("GREETING", "Hello there!")
             .env("LOG_FORMAT", "json"),
     );
-    let body = client()
-        .get(&app.base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(&client(), &app.base).await;
     assert_eq!(body, "Hello there! This page has been viewed 1 time(s).");
     let logs = app.logs();
     assert!(!logs.is_empty());

@@ -501,6 +501,11 @@ pub enum Outcome {
     NoAnswer(String),
 }
 
+/// GET `url` and return the body as text (panics on a transport error).
+pub async fn get_text(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
