@@ -23,7 +23,7 @@ use crate::store::{CounterInfo, CounterSpec, DayCount};
 
 /// Largest magnitude of a value or amount: 2^53 - 1, exact in JSON numbers
 /// of every client and in the cache's scripts.
-pub const MAX_MAGNITUDE: i64 = (1 << 53) - 1;
+pub use crate::store::MAX_MAGNITUDE;
 
 /// Most days `/history` returns.
 pub const MAX_HISTORY_DAYS: u32 = 366;
@@ -92,7 +92,8 @@ impl Params {
         let value: i64 = text.trim().parse().map_err(|_| {
             AppError::BadRequest(format!("{name} must be an integer, got {text:?}"))
         })?;
-        if value.abs() > MAX_MAGNITUDE {
+        // Not `value.abs()`: i64::MIN has no absolute value in an i64.
+        if !crate::store::in_range(value) {
             return Err(AppError::BadRequest(format!(
                 "{name} must be between -{MAX_MAGNITUDE} and {MAX_MAGNITUDE}, got {value}"
             )));

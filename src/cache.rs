@@ -9,7 +9,14 @@
 //!   matter, so a late write can never move a counter backwards.
 //! - `incr_existing`: while PostgreSQL is down, add to counters that exist and
 //!   leave missing ones alone. A missing key is never incremented: that would
-//!   restart the count at 1.
+//!   restart the count at 1. An increment that would take the value out of
+//!   ±(2^53 - 1) is refused (the record would refuse it too, after the hit
+//!   had been acknowledged).
+//!
+//! The sync task's backlog (what it owes a Redis that is down) holds at most
+//! `MAX_OWED` counters; past that the oldest-keyed are forgotten, which costs
+//! nothing but a cold entry: the record stays the truth, and a counter's entry
+//! is raised again by its next commit.
 //!
 //! Redis must run without persistence: a snapshot restored after a restart
 //! would hold values older than the record.
@@ -41,17 +48,41 @@ end
 return #KEYS
 ";
 
+// Per key: the new value; 0-length string when the key is missing; the
+// string "range" when the sum would leave ±(2^53 - 1) (nothing is changed).
+// Lua numbers are doubles, exact within that range.
 const INCR_EXISTING: &str = r"
+local max = 9007199254740991
 local out = {}
 for i, k in ipairs(KEYS) do
-  if redis.call('EXISTS', k) == 1 then
-    out[i] = redis.call('HINCRBY', k, 'v', ARGV[i])
+  local cur = redis.call('HGET', k, 'v')
+  if not cur then
+    out[i] = ''
   else
-    out[i] = false
+    local sum = tonumber(cur) + tonumber(ARGV[i])
+    if sum > max or sum < -max then
+      out[i] = 'range'
+    else
+      out[i] = redis.call('HINCRBY', k, 'v', ARGV[i])
+    end
   end
 end
 return out
 ";
+
+/// Most counters the sync task keeps owing to a Redis that is down.
+const MAX_OWED: usize = 100_000;
+
+/// What `incr_existing` did to one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incremented {
+    /// Counted; the new value.
+    To(i64),
+    /// The cache does not hold the counter; nothing changed.
+    Missing,
+    /// The value would leave ±(2^53 - 1); nothing changed.
+    OutOfRange,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -63,11 +94,29 @@ pub enum CacheError {
 
 #[derive(Clone)]
 pub struct Cache {
-    conn: ConnectionManager,
+    backend: Backend,
     prefix: String,
     timeout: Duration,
-    raise: Script,
-    incr_existing: Script,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Redis {
+        conn: ConnectionManager,
+        raise: Script,
+        incr_existing: Script,
+    },
+    /// An in-memory cache for the writer's unit tests.
+    #[cfg(test)]
+    Fake(Arc<std::sync::Mutex<FakeCache>>),
+}
+
+/// The test cache: live values by key, and a switch to make it fail.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct FakeCache {
+    pub values: BTreeMap<CounterId, i64>,
+    pub down: bool,
 }
 
 impl Cache {
@@ -83,12 +132,39 @@ impl Cache {
             .set_max_delay(timeout);
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
-            conn,
+            backend: Backend::Redis {
+                conn,
+                raise: Script::new(RAISE),
+                incr_existing: Script::new(INCR_EXISTING),
+            },
             prefix: prefix.to_string(),
             timeout,
-            raise: Script::new(RAISE),
-            incr_existing: Script::new(INCR_EXISTING),
         })
+    }
+
+    /// A cache held in memory, for unit tests; the handle lets the test read
+    /// it and take it down.
+    #[cfg(test)]
+    pub fn fake() -> (Self, Arc<std::sync::Mutex<FakeCache>>) {
+        let state = Arc::new(std::sync::Mutex::new(FakeCache::default()));
+        let cache = Self {
+            backend: Backend::Fake(state.clone()),
+            prefix: "test".into(),
+            timeout: Duration::from_millis(100),
+        };
+        (cache, state)
+    }
+
+    /// The fake's state, or an error if it is down.
+    #[cfg(test)]
+    fn fake_state(
+        state: &std::sync::Mutex<FakeCache>,
+    ) -> Result<std::sync::MutexGuard<'_, FakeCache>, CacheError> {
+        let guard = state.lock().unwrap();
+        if guard.down {
+            return Err(CacheError::Timeout(Duration::ZERO));
+        }
+        Ok(guard)
     }
 
     fn key(&self, id: &CounterId) -> String {
@@ -106,7 +182,11 @@ impl Cache {
     }
 
     pub async fn ping(&self) -> Result<(), CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = match &self.backend {
+            Backend::Redis { conn, .. } => conn.clone(),
+            #[cfg(test)]
+            Backend::Fake(state) => return Self::fake_state(state).map(|_| ()),
+        };
         self.bounded(redis::cmd("PING").query_async::<String>(&mut conn))
             .await
             .map(|_| ())
@@ -118,40 +198,90 @@ impl Cache {
         if states.is_empty() {
             return Ok(());
         }
-        let mut invocation = self.raise.prepare_invoke();
+        let (conn, raise) = match &self.backend {
+            Backend::Redis { conn, raise, .. } => (conn, raise),
+            #[cfg(test)]
+            Backend::Fake(state) => {
+                let mut state = Self::fake_state(state)?;
+                for s in states {
+                    let v = state.values.entry(s.id.clone()).or_insert(s.value);
+                    *v = (*v).max(s.value);
+                }
+                return Ok(());
+            }
+        };
+        let mut invocation = raise.prepare_invoke();
         for state in states {
             invocation
                 .key(self.key(&state.id))
                 .arg(state.epoch)
                 .arg(state.value);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = conn.clone();
         self.bounded(invocation.invoke_async::<i64>(&mut conn))
             .await
             .map(|_| ())
     }
 
-    /// Adds each amount to its counter if the counter is in the cache.
-    /// Returns the new value per counter, `None` where it was missing.
+    /// Adds each amount to its counter if the counter is in the cache and
+    /// the sum stays in range. One answer per counter, in order.
     pub async fn incr_existing(
         &self,
         amounts: &[(&CounterId, i64)],
-    ) -> Result<Vec<Option<i64>>, CacheError> {
+    ) -> Result<Vec<Incremented>, CacheError> {
         if amounts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = self.incr_existing.prepare_invoke();
+        let (conn, incr_existing) = match &self.backend {
+            Backend::Redis {
+                conn,
+                incr_existing,
+                ..
+            } => (conn, incr_existing),
+            #[cfg(test)]
+            Backend::Fake(state) => {
+                let mut state = Self::fake_state(state)?;
+                return Ok(amounts
+                    .iter()
+                    .map(|(id, amount)| match state.values.get_mut(*id) {
+                        None => Incremented::Missing,
+                        Some(v) if !crate::store::in_range(*v + amount) => Incremented::OutOfRange,
+                        Some(v) => {
+                            *v += amount;
+                            Incremented::To(*v)
+                        }
+                    })
+                    .collect());
+            }
+        };
+        let mut invocation = incr_existing.prepare_invoke();
         for (id, amount) in amounts {
             invocation.key(self.key(id)).arg(*amount);
         }
-        let mut conn = self.conn.clone();
-        self.bounded(invocation.invoke_async::<Vec<Option<i64>>>(&mut conn))
-            .await
+        let mut conn = conn.clone();
+        let answers = self
+            .bounded(invocation.invoke_async::<Vec<redis::Value>>(&mut conn))
+            .await?;
+        Ok(answers
+            .into_iter()
+            .map(|answer| match answer {
+                redis::Value::Int(value) => Incremented::To(value),
+                redis::Value::BulkString(text) if text == b"range" => Incremented::OutOfRange,
+                _ => Incremented::Missing,
+            })
+            .collect())
     }
 
     /// Removes a counter from the cache (after it was deleted).
     pub async fn forget(&self, id: &CounterId) -> Result<(), CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = match &self.backend {
+            Backend::Redis { conn, .. } => conn.clone(),
+            #[cfg(test)]
+            Backend::Fake(state) => {
+                Self::fake_state(state)?.values.remove(id);
+                return Ok(());
+            }
+        };
         let key = self.key(id);
         self.bounded(redis::cmd("DEL").arg(key).query_async::<i64>(&mut conn))
             .await
@@ -160,7 +290,11 @@ impl Cache {
 
     /// The live value of a counter, if the cache holds it.
     pub async fn get(&self, id: &CounterId) -> Result<Option<i64>, CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = match &self.backend {
+            Backend::Redis { conn, .. } => conn.clone(),
+            #[cfg(test)]
+            Backend::Fake(state) => return Ok(Self::fake_state(state)?.values.get(id).copied()),
+        };
         let key = self.key(id);
         self.bounded(
             redis::cmd("HGET")
@@ -172,18 +306,24 @@ impl Cache {
     }
 }
 
+/// Batches of committed states waiting for the sync task, at most. The
+/// writer never waits on this queue: a batch that finds it full is dropped
+/// (the cache is only behind until the counters' next commits).
+const SYNC_QUEUE: usize = 1024;
+
 /// Keeps the cache level with the record, off the hit path.
 ///
 /// The writer sends every committed state here; this task raises the cache
 /// to them in batches. States it could not write (Redis down, breaker open)
-/// are kept, newest per counter, and written when Redis answers again, so a
-/// restarted Redis is refilled without waiting for the next hit.
+/// are kept, newest per counter, up to `MAX_OWED` counters, and written when
+/// Redis answers again, so a restarted Redis is refilled without waiting for
+/// the next hit.
 pub fn spawn_sync(
     cache: Cache,
     breaker: Arc<Breaker>,
     retry_interval: Duration,
-) -> mpsc::UnboundedSender<Vec<Committed>> {
-    let (states_tx, mut states_rx) = mpsc::unbounded_channel::<Vec<Committed>>();
+) -> mpsc::Sender<Vec<Committed>> {
+    let (states_tx, mut states_rx) = mpsc::channel::<Vec<Committed>>(SYNC_QUEUE);
     tokio::spawn(async move {
         // Newest state per counter not yet written to Redis.
         let mut owed: BTreeMap<CounterId, Committed> = BTreeMap::new();
@@ -207,6 +347,16 @@ pub fn spawn_sync(
                         owed.insert(state.id.clone(), state);
                     }
                 }
+            }
+            if owed.len() > MAX_OWED {
+                let forgotten = owed.len() - MAX_OWED;
+                for _ in 0..forgotten {
+                    owed.pop_first();
+                }
+                tracing::warn!(
+                    forgotten,
+                    "Redis unreachable: cache entries forgotten to bound memory (the record keeps them)"
+                );
             }
             if owed.is_empty() || !breaker.allow() {
                 continue;

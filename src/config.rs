@@ -144,6 +144,14 @@ pub struct ServeArgs {
     #[arg(long, env = "BATCH_LINGER", default_value = "3ms", value_parser = humantime::parse_duration)]
     pub batch_linger: Duration,
 
+    /// Most counters the record may hold (0: no limit). A hit or update that
+    /// would create a counter beyond it is refused with 403; existing
+    /// counters keep counting. Each process recounts every 5 s and adds its
+    /// own creations at once, so with several processes the record can pass
+    /// the quota by what the others created in those seconds.
+    #[arg(long, env = "MAX_COUNTERS", default_value_t = 1_000_000)]
+    pub max_counters: u64,
+
     /// Bearer token that protects /resetcounter and may change every counter
     /// of the API. When unset or empty, /resetcounter is open to anyone (as
     /// in the original guide) and a warning is logged at start.

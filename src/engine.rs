@@ -1,9 +1,18 @@
 //! The counter engine: the one way from an HTTP handler to the record and the
 //! cache. Handlers call `hit`, `reset` and `readiness`; the engine owns the
 //! writer task, the store, the cache and their breakers.
+//!
+//! The store breaker is the writer's view of the record: the writer's commits
+//! and the admin writes (`set`, `reset`, `create`, `delete`) open it on an
+//! outage and close it on success. Reads (`get`, `info`, `history`, `totals`)
+//! never move it: a flood of slow reads must not make hits look like an
+//! outage. Reads refuse at once while it is open, and run on the store's read
+//! pool, whose size bounds how many run at once (the writer has connections
+//! of its own). `/stats` is computed at most once per `STATS_TTL`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,7 +26,15 @@ use crate::counter::CounterId;
 use crate::store::{
     Committed, CounterInfo, CounterSpec, DayCount, SetOutcome, Store, StoreError, Totals,
 };
-use crate::writer::{Hit, HitError, HitRequest, Writer, WriterParts, WriterReport};
+use crate::writer::{
+    Hit, HitError, HitRequest, Quota, Writer, WriterParts, WriterReport, WriterStatus,
+};
+
+/// How long a `/stats` answer is reused.
+const STATS_TTL: Duration = Duration::from_secs(2);
+
+/// How often each process recounts the counters for the quota.
+const QUOTA_REFRESH: Duration = Duration::from_secs(5);
 
 /// Hits waiting for the writer beyond this many make callers wait
 /// (backpressure) instead of growing memory without bound.
@@ -39,6 +56,9 @@ pub struct Readiness {
     pub cache: DependencyState,
     /// Acknowledged increments not yet written to PostgreSQL.
     pub unwritten: i64,
+    /// Why the service is not ready (absent when it is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 pub struct Engine {
@@ -49,7 +69,14 @@ pub struct Engine {
     cache: Option<Cache>,
     store_breaker: Arc<Breaker>,
     cache_breaker: Arc<Breaker>,
-    unwritten: Arc<AtomicI64>,
+    status: Arc<WriterStatus>,
+    quota: Arc<Quota>,
+    /// A writer holding unwritten increments without progress for longer
+    /// than this is reported as stalled.
+    stall_after: Duration,
+    /// The last `/stats` figures and when they were read.
+    totals: tokio::sync::Mutex<Option<(std::time::Instant, Totals)>>,
+    quota_task: JoinHandle<()>,
 }
 
 impl Engine {
@@ -64,32 +91,38 @@ impl Engine {
         Ok(Self::with_parts(
             store,
             cache,
-            args.retry_interval,
-            args.max_batch,
-            args.batch_linger,
+            EngineSettings {
+                retry_interval: args.retry_interval,
+                max_batch: args.max_batch,
+                batch_linger: args.batch_linger,
+                max_counters: args.max_counters,
+            },
         ))
     }
 
-    pub fn with_parts(
-        store: Store,
-        cache: Option<Cache>,
-        retry_interval: std::time::Duration,
-        max_batch: usize,
-        batch_linger: std::time::Duration,
-    ) -> Self {
+    pub fn with_parts(store: Store, cache: Option<Cache>, settings: EngineSettings) -> Self {
+        let EngineSettings {
+            retry_interval,
+            max_batch,
+            batch_linger,
+            max_counters,
+        } = settings;
         let store_breaker = Arc::new(Breaker::new(store.kind(), retry_interval));
         let cache_breaker = Arc::new(Breaker::new("Redis", retry_interval));
-        let unwritten = Arc::new(AtomicI64::new(0));
+        let status = Arc::new(WriterStatus::default());
+        let quota = Arc::new(Quota::new(max_counters));
         let writer = Writer::new(WriterParts {
             store: store.clone(),
             cache: cache.clone(),
             store_breaker: store_breaker.clone(),
             cache_breaker: cache_breaker.clone(),
-            unwritten: unwritten.clone(),
+            status: status.clone(),
+            quota: quota.clone(),
             max_batch,
             batch_linger,
             retry_interval,
         });
+        let quota_task = tokio::spawn(refresh_quota(store.clone(), quota.clone()));
         let (hits_tx, hits_rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stop_tx, stop_rx) = watch::channel(None);
         let handle = tokio::spawn(writer.run(hits_rx, stop_rx));
@@ -101,7 +134,11 @@ impl Engine {
             cache,
             store_breaker,
             cache_breaker,
-            unwritten,
+            status,
+            quota,
+            stall_after: (retry_interval * 3).max(Duration::from_secs(2)),
+            totals: tokio::sync::Mutex::new(None),
+            quota_task,
         }
     }
 
@@ -133,7 +170,7 @@ impl Engine {
         crate::metrics::render(
             self.store_breaker.is_closed(),
             self.cache.as_ref().map(|_| self.cache_breaker.is_closed()),
-            self.unwritten.load(Ordering::Relaxed),
+            self.status.unwritten(),
         )
     }
 
@@ -165,9 +202,14 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Creates a counter; `StoreError::AlreadyExists` when it exists.
+    /// Creates a counter; `StoreError::AlreadyExists` when it exists,
+    /// `StoreError::QuotaFull` when no more counters may be created.
     pub async fn create(&self, spec: &CounterSpec) -> Result<CounterInfo, StoreError> {
+        if !self.quota.may_create() {
+            return Err(StoreError::QuotaFull);
+        }
         let info = self.store_call(self.store.create(spec)).await?;
+        self.quota.counters.fetch_add(1, Ordering::Relaxed);
         self.raise_cache(Committed {
             id: info.id.clone(),
             value: info.value,
@@ -190,13 +232,13 @@ impl Engine {
     }
 
     pub async fn info(&self, id: &CounterId) -> Result<Option<CounterInfo>, StoreError> {
-        self.store_call(self.store.info(id)).await
+        self.read(self.store.info(id)).await
     }
 
     /// A counter's value: from the record, or from the cache while the
     /// record is unreachable (then it may include increments not yet written).
     pub async fn get(&self, id: &CounterId) -> Result<Option<i64>, StoreError> {
-        match self.store_call(self.store.get(id)).await {
+        match self.read(self.store.get(id)).await {
             Ok(value) => Ok(value),
             Err(error) => match &self.cache {
                 Some(cache) if self.cache_breaker.allow() => match cache.get(id).await {
@@ -213,15 +255,25 @@ impl Engine {
     }
 
     pub async fn history(&self, id: &CounterId, days: u32) -> Result<Vec<DayCount>, StoreError> {
-        self.store_call(self.store.history(id, days)).await
+        self.read(self.store.history(id, days)).await
     }
 
+    /// Service-wide figures, read at most once per `STATS_TTL` (concurrent
+    /// callers wait for one read).
     pub async fn totals(&self) -> Result<Totals, StoreError> {
-        self.store_call(self.store.totals()).await
+        let mut cached = self.totals.lock().await;
+        if let Some((read_at, totals)) = *cached
+            && read_at.elapsed() < STATS_TTL
+        {
+            return Ok(totals);
+        }
+        let totals = self.read(self.store.totals()).await?;
+        *cached = Some((std::time::Instant::now(), totals));
+        Ok(totals)
     }
 
-    /// A store call that feeds the store breaker, so handlers and the writer
-    /// share one view of whether the store is up.
+    /// A write outside the writer: feeds the store breaker like the writer's
+    /// commits, so both share one view of whether the store is up.
     async fn store_call<T>(
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
@@ -229,10 +281,22 @@ impl Engine {
         let result = call.await;
         match &result {
             Ok(_) => self.store_breaker.record_success(),
-            Err(StoreError::AlreadyExists(_)) => {}
-            Err(error) => self.store_breaker.record_failure(error),
+            Err(error) if error.is_outage() => self.store_breaker.record_failure(error),
+            Err(_) => {}
         }
         result
+    }
+
+    /// A read: refused at once while the store is known to be down, and
+    /// never moving the breaker.
+    async fn read<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if !self.store_breaker.is_closed() {
+            return Err(StoreError::Timeout(Duration::ZERO));
+        }
+        call.await
     }
 
     async fn raise_cache(&self, state: Committed) {
@@ -262,11 +326,27 @@ impl Engine {
             Some(Ok(())) => DependencyState::Up,
             Some(Err(_)) => DependencyState::Down,
         };
+        let unwritten = self.status.unwritten();
+        let stalled = self.status.stalled_for();
+        let reason = if store != DependencyState::Up {
+            Some(format!(
+                "the record ({}) does not answer",
+                self.store.kind()
+            ))
+        } else if stalled > self.stall_after {
+            Some(format!(
+                "{unwritten} acknowledged increments have not been written for {:.1} s",
+                stalled.as_secs_f64()
+            ))
+        } else {
+            None
+        };
         Readiness {
-            ready: store == DependencyState::Up,
+            ready: reason.is_none(),
             store,
             cache,
-            unwritten: self.unwritten.load(Ordering::Relaxed),
+            unwritten,
+            reason,
         }
     }
 
@@ -285,15 +365,50 @@ impl Engine {
             Ok(Err(join_error)) => {
                 tracing::error!(%join_error, "writer task failed");
                 WriterReport {
-                    unwritten: self.unwritten.load(Ordering::Relaxed),
+                    unwritten: self.status.unwritten(),
                 }
             }
             Err(_) => {
                 tracing::error!("writer did not stop before the drain deadline");
                 WriterReport {
-                    unwritten: self.unwritten.load(Ordering::Relaxed),
+                    unwritten: self.status.unwritten(),
                 }
             }
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.quota_task.abort();
+    }
+}
+
+/// The engine's tunables (from `ServeArgs`, or set by tests).
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    pub retry_interval: Duration,
+    pub max_batch: usize,
+    pub batch_linger: Duration,
+    /// 0: no limit.
+    pub max_counters: u64,
+}
+
+/// Keeps the quota's count of counters close to the record's: recounted
+/// every `QUOTA_REFRESH` (each process's own creations are added at once by
+/// its writer, so the count can lag only by other processes' creations of
+/// the last few seconds). Without a quota there is nothing to count.
+async fn refresh_quota(store: Store, quota: Arc<Quota>) {
+    if quota.max_counters == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(QUOTA_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.count_counters().await {
+            Ok(counters) => quota.counters.store(counters, Ordering::Relaxed),
+            Err(error) => tracing::debug!(%error, "could not count the counters for the quota"),
         }
     }
 }

@@ -46,6 +46,15 @@ pub struct AppState {
 pub enum AppError {
     #[error("{0}")]
     Unavailable(String),
+    /// A number would leave ±(2^53 - 1) (409).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The counter quota is reached (403).
+    #[error("{0}")]
+    QuotaFull(String),
+    /// The record refused a change for a data reason (422).
+    #[error("{0}")]
+    Rejected(String),
     #[error("the counter store is unreachable; nothing was changed, try again later")]
     Store(#[source] StoreError),
     #[error("{0}")]
@@ -77,6 +86,14 @@ impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::AlreadyExists(id) => Self::Conflict(id),
+            StoreError::QuotaFull => Self::QuotaFull(StoreError::QuotaFull.to_string()),
+            error if error.kind() == crate::store::FailureKind::Data => {
+                tracing::warn!(%error, "the record refused a change");
+                Self::Rejected(
+                    "the record refused this change (a number out of range?); nothing was changed"
+                        .into(),
+                )
+            }
             error => Self::Store(error),
         }
     }
@@ -84,7 +101,13 @@ impl From<StoreError> for AppError {
 
 impl From<HitError> for AppError {
     fn from(error: HitError) -> Self {
-        Self::Unavailable(error.to_string())
+        let message = error.to_string();
+        match error {
+            HitError::Unavailable(_) | HitError::Stopping => Self::Unavailable(message),
+            HitError::OutOfRange { .. } => Self::OutOfRange(message),
+            HitError::QuotaFull(_) => Self::QuotaFull(message),
+            HitError::Rejected(_) => Self::Rejected(message),
+        }
     }
 }
 
@@ -99,6 +122,9 @@ impl IntoResponse for AppError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OutOfRange(_) => StatusCode::CONFLICT,
+            Self::QuotaFull(_) => StatusCode::FORBIDDEN,
+            Self::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::CounterNotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,

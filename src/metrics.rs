@@ -17,6 +17,7 @@ pub const COMMIT_DURATION: &str = "hitcounter_commit_duration_seconds";
 pub const STORE_UP: &str = "hitcounter_store_up";
 pub const CACHE_UP: &str = "hitcounter_cache_up";
 pub const UNWRITTEN: &str = "hitcounter_unwritten_increments";
+pub const LOST: &str = "hitcounter_lost_increments_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -78,6 +79,10 @@ fn describe() {
         "1 when Redis answered its last call, 0 when not, absent without Redis"
     );
     metrics::describe_gauge!(UNWRITTEN, "acknowledged increments not yet in the record");
+    metrics::describe_counter!(
+        LOST,
+        "acknowledged increments the record refused when they were written (should stay 0)"
+    );
 }
 
 pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration) {
@@ -94,6 +99,10 @@ pub fn record_hit(elapsed: Duration, durable: bool) {
 pub fn record_commit(increments: usize, elapsed: Duration) {
     metrics::histogram!(BATCH_SIZE).record(increments as f64);
     metrics::histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub fn record_lost(increments: i64) {
+    metrics::counter!(LOST).increment(increments.unsigned_abs());
 }
 
 /// Drains the histograms' sample buffers into their buckets every second.

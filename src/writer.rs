@@ -14,23 +14,58 @@
 //! the cache is raised to the committed values (off the hit path, in the
 //! background), so that it can take over the numbering if PostgreSQL fails.
 //!
+//! # One counter's failure stays with that counter
+//!
+//! Every number stays within ±[`MAX_MAGNITUDE`]. A batch holds, per counter,
+//! increments of one sign whose sum stays in range; a request that does not
+//! fit waits for the next batch (`carry`), so the value after every request of
+//! a group lies between the values before and after the group. The batch
+//! statement adds a counter's sum only if the result stays in range, and
+//! creates missing counters only while the counter quota allows: a counter
+//! left out is answered with a 4xx ([`HitError::OutOfRange`],
+//! [`HitError::QuotaFull`]) and the rest of the batch commits. While
+//! PostgreSQL is down the cache script refuses the same way, before anything
+//! is acknowledged.
+//!
+//! How a failed commit is handled depends on what failed
+//! ([`FailureKind`](crate::store::FailureKind)):
+//!
+//! | failure  | the store breaker | the batch                                                    |
+//! |----------|-------------------|--------------------------------------------------------------|
+//! | outage   | opens             | to `backlog`; its hits answered from Redis (table above)     |
+//! | conflict | stays as it is    | tried again at once, up to `CONFLICT_RETRIES` times, then as an outage without opening the breaker |
+//! | data     | stays as it is    | split: each counter committed alone, so only the offender's requests are refused |
+//!
+//! A batch in `backlog` that the record refuses for a data reason is split the
+//! same way, and a counter refused alone is dropped and logged (its
+//! increments were acknowledged from Redis, which checks the same ranges, so
+//! this is not expected): the backlog can never stall behind one batch.
+//!
 //! # Exactly once
 //!
-//! Batches are numbered per writer (`seq`) and the store applies a batch only
-//! if its number is above the last one applied for this writer, in the same
-//! statement. A batch whose commit failed, or whose outcome was lost, goes to
-//! `backlog` unchanged and is retried, in order, before anything newer: a
-//! retry of a batch that had in fact committed is then a no-op. Hits counted
+//! Batches are numbered per writer (`seq`, in steps of `SEQ_STRIDE`) and the
+//! store applies a batch only if its number is above the last one applied for
+//! this writer, in the same statement. A batch whose commit failed, or whose
+//! outcome was lost, goes to `backlog` unchanged and is retried, in order,
+//! before anything newer: a retry of a batch that had in fact committed is then
+//! a no-op. A batch split after a data error (which rolled it back) takes the
+//! numbers `seq + 1, seq + 2, ...`, still below the next batch's. Hits counted
 //! while PostgreSQL is known to be down accumulate in `pending` and are sealed
 //! into a batch at the next attempt.
 //!
 //! The one window left: PostgreSQL fails during a commit's answer *and* Redis
 //! is down. The hits are answered 503 and their batch is dropped, but if the
 //! commit had in fact succeeded they are recorded; this is logged.
+//!
+//! # Readiness
+//!
+//! [`WriterStatus`] publishes the unwritten increments and when the writer
+//! last made progress (a successful write, or nothing left to write);
+//! `/readyz` reports a backlog that has not drained for a while.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -38,9 +73,11 @@ use tokio::time::Instant;
 
 use crate::alarm::Alarm;
 use crate::breaker::Breaker;
-use crate::cache::Cache;
+use crate::cache::{Cache, Incremented};
 use crate::counter::CounterId;
-use crate::store::{Applied, Committed, Store};
+use crate::store::{
+    Applied, Committed, FailureKind, MAX_MAGNITUDE, Refusal, Store, StoreError, in_range,
+};
 
 /// How a hit was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,46 +91,89 @@ pub struct Hit {
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum HitError {
+    /// Nothing could count it now (503).
     #[error("{0}")]
     Unavailable(String),
     #[error("the service is shutting down")]
     Stopping,
+    /// The counter's value would leave ±(2^53 - 1) (409).
+    #[error(
+        "counter {id} would leave the range -{MAX_MAGNITUDE}..{MAX_MAGNITUDE} with {amount:+}; nothing was counted"
+    )]
+    OutOfRange { id: CounterId, amount: i64 },
+    /// The counter does not exist and no more counters may be created (403).
+    #[error(
+        "counter {0} does not exist and the service's counter quota is reached; existing counters keep counting"
+    )]
+    QuotaFull(CounterId),
+    /// The record refused this counter's change for a data reason (422).
+    #[error("the record refused the change to counter {0}; nothing was counted")]
+    Rejected(CounterId),
 }
 
 pub struct HitRequest {
     pub id: CounterId,
-    /// What to add: 1 for a hit, any amount for an update.
+    /// What to add: 1 for a hit, any amount within ±(2^53 - 1) for an update.
     pub amount: i64,
     pub reply: oneshot::Sender<Result<Hit, HitError>>,
 }
 
 type Reply = oneshot::Sender<Result<Hit, HitError>>;
 
-/// The queued requests of one counter, in arrival order.
+/// The queued requests of one counter, in arrival order: amounts of one sign
+/// whose sum lies within ±`MAX_MAGNITUDE`.
 #[derive(Default)]
 struct Group {
     requests: Vec<(i64, Reply)>,
+    total: i64,
 }
 
 impl Group {
+    /// Whether `amount` can join without breaking the group's invariant.
+    fn accepts(&self, amount: i64) -> bool {
+        let same_sign = (self.total >= 0 && amount >= 0) || (self.total <= 0 && amount <= 0);
+        same_sign && in_range(self.total + amount)
+    }
+
+    fn push(&mut self, amount: i64, reply: Reply) {
+        self.total += amount;
+        self.requests.push((amount, reply));
+    }
+
     fn total(&self) -> i64 {
-        self.requests.iter().map(|(amount, _)| amount).sum()
+        self.total
     }
 
     /// Answers each request with the value the counter had right after it,
     /// given the value after the whole group.
     fn answer(self, last: i64, durable: bool) {
-        let mut value = last - self.total();
+        let mut value = last - self.total;
         for (amount, reply) in self.requests {
             value += amount;
             let _ = reply.send(Ok(Hit { value, durable }));
         }
     }
 
-    fn refuse(self, message: &str) {
+    fn fail(self, error: HitError) {
         for (_, reply) in self.requests {
-            let _ = reply.send(Err(HitError::Unavailable(message.to_string())));
+            let _ = reply.send(Err(error.clone()));
         }
+    }
+
+    fn refuse(self, message: &str) {
+        self.fail(HitError::Unavailable(message.to_string()));
+    }
+
+    /// Refuses every request for the reason the store gave.
+    fn refuse_for(self, id: &CounterId, refusal: Refusal) {
+        let error = match refusal {
+            Refusal::OutOfRange => HitError::OutOfRange {
+                id: id.clone(),
+                amount: self.total,
+            },
+            Refusal::NotCreated => HitError::QuotaFull(id.clone()),
+        };
+        self.fail(error);
     }
 }
 
@@ -107,11 +187,83 @@ struct Batch {
     deltas: Vec<(CounterId, i64)>,
 }
 
+/// Batch numbers advance by this much, so that a batch split after a data
+/// error can number its parts in between (a batch holds fewer counters).
+const SEQ_STRIDE: i64 = 1 << 16;
+
+/// How often a commit that met a lock held by someone else is tried again
+/// at once before it is treated as failed.
+const CONFLICT_RETRIES: usize = 3;
+
 /// What the writer left undone when it stopped.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriterReport {
     /// Acknowledged increments that could not be written before the deadline.
     pub unwritten: i64,
+}
+
+/// What the writer publishes for `/readyz` and the metrics.
+#[derive(Debug)]
+pub struct WriterStatus {
+    /// Acknowledged increments not yet in the record.
+    unwritten: AtomicI64,
+    /// Milliseconds after `origin` of the last progress: a successful write,
+    /// or nothing left to write.
+    last_progress_ms: AtomicU64,
+    origin: std::time::Instant,
+}
+
+impl Default for WriterStatus {
+    fn default() -> Self {
+        Self {
+            unwritten: AtomicI64::new(0),
+            last_progress_ms: AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl WriterStatus {
+    pub fn unwritten(&self) -> i64 {
+        self.unwritten.load(Ordering::Relaxed)
+    }
+
+    /// How long the writer has gone without progress while holding
+    /// unwritten increments (zero when it holds none).
+    pub fn stalled_for(&self) -> Duration {
+        if self.unwritten() == 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+
+    fn progress(&self) {
+        let now = self.origin.elapsed().as_millis() as u64;
+        self.last_progress_ms.store(now, Ordering::Relaxed);
+    }
+}
+
+/// How many counters the record may hold, and how many it is believed to
+/// hold (refreshed by the engine, raised by every commit that creates some).
+#[derive(Debug, Default)]
+pub struct Quota {
+    /// 0: no limit.
+    pub max_counters: i64,
+    pub counters: AtomicI64,
+}
+
+impl Quota {
+    pub fn new(max_counters: u64) -> Self {
+        Self {
+            max_counters: i64::try_from(max_counters).unwrap_or(i64::MAX),
+            counters: AtomicI64::new(0),
+        }
+    }
+
+    pub fn may_create(&self) -> bool {
+        self.max_counters == 0 || self.counters.load(Ordering::Relaxed) < self.max_counters
+    }
 }
 
 pub struct Writer {
@@ -133,14 +285,16 @@ pub struct Writer {
     store_breaker: Arc<Breaker>,
     cache_breaker: Arc<Breaker>,
     /// Where committed values go to be written to Redis (None: no cache).
-    cache_sync: Option<mpsc::UnboundedSender<Vec<Committed>>>,
+    cache_sync: Option<mpsc::Sender<Vec<Committed>>>,
     /// Batches not known to be committed, oldest first. Applied strictly in
     /// order and before any newer batch, so that a retry is idempotent.
     backlog: VecDeque<Batch>,
     /// Increments acknowledged while PostgreSQL was down, not yet sealed.
     pending: BTreeMap<CounterId, i64>,
-    /// Sum of `backlog` and `pending`, published for /readyz and metrics.
-    unwritten: Arc<AtomicI64>,
+    /// Requests that did not fit their counter's group: first in the next batch.
+    carry: Vec<HitRequest>,
+    status: Arc<WriterStatus>,
+    quota: Arc<Quota>,
 }
 
 /// Shared handles the writer is built from.
@@ -149,7 +303,8 @@ pub struct WriterParts {
     pub cache: Option<Cache>,
     pub store_breaker: Arc<Breaker>,
     pub cache_breaker: Arc<Breaker>,
-    pub unwritten: Arc<AtomicI64>,
+    pub status: Arc<WriterStatus>,
+    pub quota: Arc<Quota>,
     pub max_batch: usize,
     pub batch_linger: Duration,
     pub retry_interval: Duration,
@@ -159,8 +314,8 @@ impl Writer {
     pub fn new(parts: WriterParts) -> Self {
         Self {
             id: format!("{:032x}", rand::random::<u128>()),
-            next_seq: 1,
-            max_batch: parts.max_batch.max(1),
+            next_seq: SEQ_STRIDE,
+            max_batch: parts.max_batch.clamp(1, SEQ_STRIDE as usize - 1),
             batch_linger: parts.batch_linger,
             last_commit_started: Instant::now(),
             last_batch_size: 0,
@@ -175,7 +330,9 @@ impl Writer {
             cache_breaker: parts.cache_breaker,
             backlog: VecDeque::new(),
             pending: BTreeMap::new(),
-            unwritten: parts.unwritten,
+            carry: Vec::new(),
+            status: parts.status,
+            quota: parts.quota,
         }
     }
 
@@ -192,6 +349,12 @@ impl Writer {
         let mut retry = tokio::time::interval(self.retry_interval);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = loop {
+            if !self.carry.is_empty() {
+                queued.append(&mut self.carry);
+                take_queued(&mut hits_rx, &mut queued, self.max_batch);
+                self.process(&mut queued).await;
+                continue;
+            }
             tokio::select! {
                 received = hits_rx.recv_many(&mut queued, self.max_batch) => {
                     if received == 0 {
@@ -218,7 +381,12 @@ impl Writer {
         };
 
         hits_rx.close();
-        while hits_rx.recv_many(&mut queued, self.max_batch).await > 0 {
+        loop {
+            queued.append(&mut self.carry);
+            take_queued(&mut hits_rx, &mut queued, self.max_batch);
+            if queued.is_empty() {
+                break;
+            }
             self.process(&mut queued).await;
         }
         while self.has_unwritten() && Instant::now() < deadline {
@@ -261,12 +429,7 @@ impl Writer {
             return;
         }
         alarm.sleep_until(until).await;
-        while queued.len() < self.max_batch {
-            match hits_rx.try_recv() {
-                Ok(request) => queued.push(request),
-                Err(_) => break,
-            }
-        }
+        take_queued(hits_rx, queued, self.max_batch);
     }
 
     fn has_unwritten(&self) -> bool {
@@ -274,36 +437,73 @@ impl Writer {
     }
 
     fn unwritten_total(&self) -> i64 {
-        let sealed: i64 = self
-            .backlog
+        // Saturating: each delta is in range, but many of them need not sum
+        // to one.
+        self.backlog
             .iter()
             .flat_map(|b| b.deltas.iter().map(|(_, d)| *d))
-            .sum();
-        sealed + self.pending.values().sum::<i64>()
+            .chain(self.pending.values().copied())
+            .fold(0i64, |sum, d| sum.saturating_add(d.abs()))
     }
 
     fn publish_unwritten(&self) {
-        self.unwritten
-            .store(self.unwritten_total(), Ordering::Relaxed);
+        let unwritten = self.unwritten_total();
+        self.status.unwritten.store(unwritten, Ordering::Relaxed);
+        if unwritten == 0 {
+            self.status.progress();
+        }
     }
 
     fn take_seq(&mut self) -> i64 {
         let seq = self.next_seq;
-        self.next_seq += 1;
+        self.next_seq += SEQ_STRIDE;
         seq
+    }
+
+    /// Groups queued requests by counter. A request with an amount out of
+    /// range is refused at once; one that does not fit its counter's group
+    /// is carried to the next batch.
+    /// Once one request of a counter is carried, the later ones are too, so
+    /// each counter's requests are numbered in arrival order.
+    fn group(&mut self, queued: &mut Vec<HitRequest>) -> Groups {
+        let mut groups = Groups::new();
+        let mut carried = std::collections::BTreeSet::new();
+        for request in queued.drain(..) {
+            if !in_range(request.amount) {
+                let _ = request.reply.send(Err(HitError::OutOfRange {
+                    id: request.id,
+                    amount: request.amount,
+                }));
+                continue;
+            }
+            if carried.contains(&request.id) {
+                self.carry.push(request);
+                continue;
+            }
+            match groups.get_mut(&request.id) {
+                Some(group) if group.accepts(request.amount) => {
+                    group.push(request.amount, request.reply);
+                }
+                Some(_) => {
+                    carried.insert(request.id.clone());
+                    self.carry.push(request);
+                }
+                None => {
+                    let mut group = Group::default();
+                    group.push(request.amount, request.reply);
+                    groups.insert(request.id, group);
+                }
+            }
+        }
+        groups
     }
 
     /// Answers one drained queue of hits.
     async fn process(&mut self, queued: &mut Vec<HitRequest>) {
-        let mut groups = Groups::new();
-        for request in queued.drain(..) {
-            groups
-                .entry(request.id)
-                .or_default()
-                .requests
-                .push((request.amount, request.reply));
+        let groups = self.group(queued);
+        if groups.is_empty() {
+            return;
         }
-
         if self.store_breaker.allow() && self.flush_backlog().await {
             let deltas: Vec<(CounterId, i64)> = groups
                 .iter()
@@ -313,15 +513,18 @@ impl Writer {
             let started = Instant::now();
             self.last_commit_started = started;
             self.last_batch_size = groups.values().map(|g| g.requests.len()).sum();
-            match self.store.apply_batch(&self.id, seq, &deltas).await {
-                Ok(Applied::Now(rows)) => {
-                    self.store_breaker.record_success();
+            match self.apply(seq, &deltas).await {
+                Ok(Applied::Now {
+                    committed,
+                    created,
+                    refused,
+                }) => {
                     let took = started.elapsed();
                     self.commit_time = (self.commit_time * 4 + took) / 5;
                     crate::metrics::record_commit(self.last_batch_size, took);
-                    answer_committed(groups, &rows);
-                    self.raise_cache(rows);
-                    return;
+                    self.note_created(created);
+                    answer_committed(groups, &committed, &refused);
+                    self.raise_cache(committed);
                 }
                 Ok(Applied::Before) => {
                     // A fresh seq cannot have been applied unless two writers
@@ -331,24 +534,114 @@ impl Writer {
                         groups,
                         "the counter store rejected the write; nothing was counted",
                     );
-                    return;
                 }
-                Err(error) => {
-                    self.store_breaker.record_failure(&error);
+                Err(error) if error.kind() == FailureKind::Data => {
+                    tracing::warn!(%error, seq, "batch refused for a data reason; committing its counters one by one");
+                    self.isolate(seq, groups).await;
+                }
+                Err(_) => {
                     self.backlog.push_back(Batch { seq, deltas });
-                    self.answer_from_cache(groups, true).await;
+                    self.answer_from_cache(groups, Some(seq)).await;
                 }
             }
         } else {
-            self.answer_from_cache(groups, false).await;
+            self.answer_from_cache(groups, None).await;
         }
         self.publish_unwritten();
     }
 
-    /// PostgreSQL is down: number the hits from Redis. `in_backlog` says the
-    /// hits' increments are already the last batch of `backlog` (a failed
-    /// commit); otherwise they are added to `pending` once Redis counted them.
-    async fn answer_from_cache(&mut self, groups: Groups, in_backlog: bool) {
+    /// A batch of new hits failed for a data reason (and was rolled back):
+    /// commits each counter alone so that only the offender fails. If the
+    /// store fails otherwise on the way, the rest is handled as after an
+    /// outage.
+    async fn isolate(&mut self, seq: i64, groups: Groups) {
+        let mut groups = groups.into_iter().enumerate();
+        while let Some((i, (id, group))) = groups.next() {
+            let part_seq = seq + 1 + i as i64;
+            let delta = [(id.clone(), group.total())];
+            match self.apply(part_seq, &delta).await {
+                Ok(Applied::Now {
+                    committed,
+                    created,
+                    refused,
+                }) => {
+                    self.note_created(created);
+                    let mut one = Groups::new();
+                    one.insert(id, group);
+                    answer_committed(one, &committed, &refused);
+                    self.raise_cache(committed);
+                }
+                Ok(Applied::Before) => group.refuse("the counter store rejected the write"),
+                Err(error) if error.kind() == FailureKind::Data => {
+                    tracing::warn!(%error, counter = %id, "the record refused this counter's change");
+                    group.fail(HitError::Rejected(id));
+                }
+                Err(_) => {
+                    // Everything not yet committed goes the outage way, each
+                    // counter a batch of its own, in order.
+                    let first_seq = part_seq;
+                    let mut rest = Groups::new();
+                    rest.insert(id, group);
+                    rest.extend(groups.by_ref().map(|(_, entry)| entry));
+                    for (j, (id, group)) in rest.iter().enumerate() {
+                        self.backlog.push_back(Batch {
+                            seq: first_seq + j as i64,
+                            deltas: vec![(id.clone(), group.total())],
+                        });
+                    }
+                    self.answer_from_cache(rest, Some(first_seq)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies one batch, trying again at once when it met a lock held by
+    /// someone else. Feeds the store breaker: outages open it, successes
+    /// close it, other failures leave it as it is.
+    async fn apply(
+        &mut self,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+    ) -> Result<Applied, StoreError> {
+        let mut tries = 0;
+        loop {
+            let result = self
+                .store
+                .apply_batch(&self.id, seq, deltas, self.quota.may_create())
+                .await;
+            match &result {
+                Ok(_) => {
+                    self.store_breaker.record_success();
+                    self.status.progress();
+                }
+                Err(error) => match error.kind() {
+                    FailureKind::Conflict if tries < CONFLICT_RETRIES => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    FailureKind::Outage => self.store_breaker.record_failure(error),
+                    _ => {}
+                },
+            }
+            return result;
+        }
+    }
+
+    fn note_created(&self, created: usize) {
+        if created > 0 {
+            self.quota
+                .counters
+                .fetch_add(created as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// PostgreSQL is down: number the hits from Redis. `in_backlog` is the
+    /// seq of the first backlog batch that holds these hits' increments (a
+    /// failed commit: they are the backlog's last batches); otherwise they
+    /// are added to `pending` once Redis counted them.
+    async fn answer_from_cache(&mut self, groups: Groups, in_backlog: Option<i64>) {
         let amounts: Vec<(&CounterId, i64)> = groups
             .iter()
             .map(|(id, group)| (id, group.total()))
@@ -380,13 +673,16 @@ impl Writer {
         let values = match counted {
             Ok(values) => values,
             Err(message) => {
-                if in_backlog {
-                    let dropped = self
+                if let Some(from) = in_backlog {
+                    let dropped: i64 = self
                         .backlog
-                        .pop_back()
-                        .map(|b| b.deltas.iter().map(|(_, d)| *d).sum::<i64>());
+                        .iter()
+                        .filter(|b| b.seq >= from)
+                        .flat_map(|b| b.deltas.iter().map(|(_, d)| *d))
+                        .fold(0, i64::saturating_add);
+                    self.backlog.retain(|b| b.seq < from);
                     tracing::warn!(
-                        hits = dropped.unwrap_or(0),
+                        hits = dropped,
                         "commit failed and Redis is down: hits refused with 503 (if PostgreSQL had in fact committed them, they are recorded)"
                     );
                 }
@@ -397,57 +693,87 @@ impl Writer {
 
         for ((id, group), value) in groups.into_iter().zip(values) {
             match value {
-                Some(last) => {
-                    if !in_backlog {
-                        *self.pending.entry(id).or_default() += group.total();
+                Incremented::To(last) => {
+                    if in_backlog.is_none() {
+                        let held = self.pending.entry(id).or_default();
+                        *held = held.saturating_add(group.total());
                     }
                     group.answer(last, false);
                 }
-                None => {
-                    if in_backlog && let Some(batch) = self.backlog.back_mut() {
-                        batch.deltas.retain(|(counter, _)| counter != &id);
+                refused => {
+                    if let Some(from) = in_backlog {
+                        for batch in self.backlog.iter_mut().filter(|b| b.seq >= from) {
+                            batch.deltas.retain(|(counter, _)| counter != &id);
+                        }
                     }
-                    group.refuse(&format!(
-                        "PostgreSQL is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
-                    ));
+                    match refused {
+                        Incremented::OutOfRange => group.refuse_for(&id, Refusal::OutOfRange),
+                        _ => group.refuse(&format!(
+                            "PostgreSQL is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
+                        )),
+                    }
                 }
             }
         }
-        if in_backlog && self.backlog.back().is_some_and(|b| b.deltas.is_empty()) {
-            self.backlog.pop_back();
+        if in_backlog.is_some() {
+            self.backlog.retain(|b| !b.deltas.is_empty());
         }
     }
 
     /// Writes everything not yet written, oldest first. True when nothing is
-    /// left; false (and the store breaker opened) at the first failure.
+    /// left; false at the first failure (the breaker opened if it was an
+    /// outage).
     async fn flush_backlog(&mut self) -> bool {
         if !self.pending.is_empty() {
-            let seq = self.take_seq();
-            let deltas = std::mem::take(&mut self.pending).into_iter().collect();
-            self.backlog.push_back(Batch { seq, deltas });
+            let pending = std::mem::take(&mut self.pending);
+            // A counter's pending sum can exceed the range only by
+            // increments that were each in range: seal it in parts.
+            let mut parts: Vec<Vec<(CounterId, i64)>> = Vec::new();
+            for (id, mut held) in pending {
+                let mut i = 0;
+                while held != 0 {
+                    let part = held.clamp(-MAX_MAGNITUDE, MAX_MAGNITUDE);
+                    if parts.len() <= i {
+                        parts.push(Vec::new());
+                    }
+                    parts[i].push((id.clone(), part));
+                    held -= part;
+                    i += 1;
+                }
+            }
+            for deltas in parts {
+                let seq = self.take_seq();
+                self.backlog.push_back(Batch { seq, deltas });
+            }
         }
         let mut flushed = false;
         while let Some(batch) = self.backlog.front() {
-            match self
-                .store
-                .apply_batch(&self.id, batch.seq, &batch.deltas)
-                .await
-            {
+            let (seq, deltas) = (batch.seq, batch.deltas.clone());
+            match self.apply(seq, &deltas).await {
                 Ok(applied) => {
-                    self.store_breaker.record_success();
-                    let hits: i64 = batch.deltas.iter().map(|(_, d)| *d).sum();
+                    let hits: i64 = deltas.iter().map(|(_, d)| *d).fold(0, i64::saturating_add);
                     match applied {
-                        Applied::Now(rows) => {
+                        Applied::Now {
+                            committed,
+                            created,
+                            refused,
+                        } => {
                             tracing::info!(
-                                seq = batch.seq,
+                                seq,
                                 hits,
                                 "wrote increments held while PostgreSQL was down"
                             );
-                            self.raise_cache(rows);
+                            self.note_created(created);
+                            for (id, refusal) in refused {
+                                let lost =
+                                    deltas.iter().find(|(c, _)| c == &id).map_or(0, |(_, d)| *d);
+                                report_lost(&id, lost, &format!("{refusal:?}"));
+                            }
+                            self.raise_cache(committed);
                         }
                         Applied::Before => {
                             tracing::info!(
-                                seq = batch.seq,
+                                seq,
                                 hits,
                                 "batch whose commit answer was lost had been committed"
                             );
@@ -456,8 +782,22 @@ impl Writer {
                     self.backlog.pop_front();
                     flushed = true;
                 }
-                Err(error) => {
-                    self.store_breaker.record_failure(&error);
+                Err(error) if error.kind() == FailureKind::Data => {
+                    self.backlog.pop_front();
+                    if deltas.len() > 1 {
+                        tracing::warn!(%error, seq, "held batch refused for a data reason; writing its counters one by one");
+                        for (i, delta) in deltas.into_iter().enumerate().rev() {
+                            self.backlog.push_front(Batch {
+                                seq: seq + 1 + i as i64,
+                                deltas: vec![delta],
+                            });
+                        }
+                    } else if let Some((id, lost)) = deltas.into_iter().next() {
+                        report_lost(&id, lost, &error.to_string());
+                    }
+                    flushed = true;
+                }
+                Err(_) => {
                     self.publish_unwritten();
                     return false;
                 }
@@ -472,10 +812,34 @@ impl Writer {
     /// Hands committed values to the cache sync task: the hit path never
     /// waits on Redis.
     fn raise_cache(&self, rows: Vec<Committed>) {
-        if let Some(cache_sync) = &self.cache_sync {
-            let _ = cache_sync.send(rows);
+        if let Some(cache_sync) = &self.cache_sync
+            && !rows.is_empty()
+        {
+            let _ = cache_sync.try_send(rows);
         }
     }
+}
+
+/// Moves whatever is queued now into `queued`, up to `max` in all.
+fn take_queued(hits_rx: &mut mpsc::Receiver<HitRequest>, queued: &mut Vec<HitRequest>, max: usize) {
+    while queued.len() < max {
+        match hits_rx.try_recv() {
+            Ok(request) => queued.push(request),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Acknowledged increments the record refused: they cannot be written, and
+/// keeping them would stall every batch behind them.
+fn report_lost(id: &CounterId, increments: i64, reason: &str) {
+    tracing::error!(
+        counter = %id,
+        increments,
+        reason,
+        "acknowledged increments refused by the record; they are lost"
+    );
+    crate::metrics::record_lost(increments);
 }
 
 /// How many commit durations apart two commits start, under load.
@@ -496,15 +860,16 @@ fn linger(commit_time: Duration, cap: Duration) -> Duration {
     (commit_time * LINGER_COMMITS).min(cap)
 }
 
-fn answer_committed(groups: Groups, rows: &[Committed]) {
+fn answer_committed(groups: Groups, rows: &[Committed], refused: &[(CounterId, Refusal)]) {
     let values: BTreeMap<&CounterId, i64> = rows.iter().map(|row| (&row.id, row.value)).collect();
     for (id, group) in groups {
-        match values.get(&id) {
-            Some(&last) => group.answer(last, true),
-            None => {
-                tracing::error!(counter = %id, "committed batch returned no row for a counter");
-                group.refuse("the counter store did not confirm the write");
-            }
+        if let Some(&last) = values.get(&id) {
+            group.answer(last, true);
+        } else if let Some((_, refusal)) = refused.iter().find(|(c, _)| c == &id) {
+            group.refuse_for(&id, *refusal);
+        } else {
+            tracing::error!(counter = %id, "committed batch returned no row for a counter");
+            group.refuse("the counter store did not confirm the write");
         }
     }
 }
@@ -536,5 +901,436 @@ mod tests {
             linger(Duration::from_millis(5), Duration::ZERO),
             Duration::ZERO
         );
+    }
+
+    // ---- The state machine, against a scripted store and cache. ----
+
+    use crate::cache::FakeCache;
+    use crate::store::fake::{FakeStore, Step};
+    use std::sync::Mutex;
+
+    const RETRY: Duration = Duration::from_millis(20);
+    /// The rig's counter quota: far away unless a test fills it.
+    const RIG_QUOTA: i64 = 1_000;
+
+    fn id(key: &str) -> CounterId {
+        CounterId::new("test", key)
+    }
+
+    /// A running writer over a fake store (and a fake cache, if asked).
+    struct Rig {
+        hits_tx: mpsc::Sender<HitRequest>,
+        stop_tx: watch::Sender<Option<Instant>>,
+        task: tokio::task::JoinHandle<WriterReport>,
+        store: FakeStore,
+        cache: Option<Arc<Mutex<FakeCache>>>,
+        status: Arc<WriterStatus>,
+        quota: Arc<Quota>,
+        store_breaker: Arc<Breaker>,
+    }
+
+    impl Rig {
+        fn start(with_cache: bool) -> Self {
+            let store = FakeStore::default();
+            let (cache, cache_state) = match with_cache {
+                true => {
+                    let (cache, state) = Cache::fake();
+                    (Some(cache), Some(state))
+                }
+                false => (None, None),
+            };
+            let store_breaker = Arc::new(Breaker::new("fake store", RETRY));
+            let status = Arc::new(WriterStatus::default());
+            let quota = Arc::new(Quota::new(RIG_QUOTA as u64));
+            let writer = Writer::new(WriterParts {
+                store: Store::Fake(store.clone()),
+                cache,
+                store_breaker: store_breaker.clone(),
+                cache_breaker: Arc::new(Breaker::new("fake cache", RETRY)),
+                status: status.clone(),
+                quota: quota.clone(),
+                max_batch: 1024,
+                batch_linger: Duration::ZERO,
+                retry_interval: RETRY,
+            });
+            let (hits_tx, hits_rx) = mpsc::channel(1024);
+            let (stop_tx, stop_rx) = watch::channel(None);
+            let task = tokio::spawn(writer.run(hits_rx, stop_rx));
+            Self {
+                hits_tx,
+                stop_tx,
+                task,
+                store,
+                cache: cache_state,
+                status,
+                quota,
+                store_breaker,
+            }
+        }
+
+        /// Sets a counter in the record (and the cache, if there is one).
+        fn seed(&self, key: &str, value: i64) {
+            self.store.lock().values.insert(id(key), value);
+            if let Some(cache) = &self.cache {
+                cache.lock().unwrap().values.insert(id(key), value);
+            }
+        }
+
+        fn recorded(&self, key: &str) -> Option<i64> {
+            self.store.lock().values.get(&id(key)).copied()
+        }
+
+        fn set_store_down(&self, down: bool) {
+            self.store.lock().down = down;
+        }
+
+        fn set_cache_down(&self, down: bool) {
+            self.cache.as_ref().unwrap().lock().unwrap().down = down;
+        }
+
+        /// Queues all requests before the writer runs, so that they land in
+        /// one batch, and returns their answers in order.
+        async fn send_all(&self, requests: &[(&str, i64)]) -> Vec<Result<Hit, HitError>> {
+            let mut answers = Vec::new();
+            for (key, amount) in requests {
+                let (reply, answer) = oneshot::channel();
+                self.hits_tx
+                    .try_send(HitRequest {
+                        id: id(key),
+                        amount: *amount,
+                        reply,
+                    })
+                    .unwrap();
+                answers.push(answer);
+            }
+            let mut out = Vec::new();
+            for answer in answers {
+                out.push(answer.await.expect("the writer answers every request"));
+            }
+            out
+        }
+
+        async fn hit(&self, key: &str) -> Result<Hit, HitError> {
+            self.send_all(&[(key, 1)]).await.remove(0)
+        }
+
+        async fn wait_written(&self) {
+            for _ in 0..500 {
+                if self.status.unwritten() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("unwritten stayed at {}", self.status.unwritten());
+        }
+
+        async fn stop(self, within: Duration) -> WriterReport {
+            self.stop_tx.send(Some(Instant::now() + within)).unwrap();
+            self.task.await.unwrap()
+        }
+    }
+
+    fn durable(value: i64) -> Result<Hit, HitError> {
+        Ok(Hit {
+            value,
+            durable: true,
+        })
+    }
+
+    fn from_cache(value: i64) -> Result<Hit, HitError> {
+        Ok(Hit {
+            value,
+            durable: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn store_up_hits_are_numbered_by_one_commit() {
+        let rig = Rig::start(true);
+        let answers = rig
+            .send_all(&[("aaa", 1), ("bbb", 1), ("aaa", 1), ("aaa", 1), ("bbb", 1)])
+            .await;
+        assert_eq!(
+            answers,
+            vec![durable(1), durable(1), durable(2), durable(3), durable(2)]
+        );
+        assert_eq!(
+            (rig.recorded("aaa"), rig.recorded("bbb")),
+            (Some(3), Some(2))
+        );
+        assert_eq!(rig.store.lock().calls.len(), 1, "one group commit");
+        assert_eq!(rig.stop(RETRY).await.unwritten, 0);
+    }
+
+    #[tokio::test]
+    async fn store_down_cache_up_hits_are_numbered_by_the_cache_and_written_later() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 10);
+        rig.set_store_down(true);
+        assert_eq!(rig.hit("aaa").await, from_cache(11));
+        assert_eq!(rig.hit("aaa").await, from_cache(12));
+        assert_eq!(rig.status.unwritten(), 2);
+        assert_eq!(rig.recorded("aaa"), Some(10));
+        rig.set_store_down(false);
+        rig.wait_written().await;
+        assert_eq!(rig.recorded("aaa"), Some(12));
+        assert_eq!(rig.hit("aaa").await, durable(13));
+    }
+
+    #[tokio::test]
+    async fn store_down_and_cache_down_refuses_and_counts_nothing() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 10);
+        rig.set_store_down(true);
+        rig.set_cache_down(true);
+        assert!(matches!(
+            rig.hit("aaa").await,
+            Err(HitError::Unavailable(_))
+        ));
+        assert_eq!(rig.status.unwritten(), 0);
+        rig.set_store_down(false);
+        rig.set_cache_down(false);
+        tokio::time::sleep(RETRY * 2).await;
+        assert_eq!(rig.hit("aaa").await, durable(11));
+    }
+
+    #[tokio::test]
+    async fn store_down_without_a_cache_refuses() {
+        let rig = Rig::start(false);
+        rig.set_store_down(true);
+        assert!(matches!(
+            rig.hit("aaa").await,
+            Err(HitError::Unavailable(_))
+        ));
+        assert_eq!(rig.status.unwritten(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_lost_commit_answer_is_retried_without_counting_twice() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 5);
+        rig.store.lock().script.push_back(Step::LostAnswer);
+        // Committed, but the writer cannot know: numbered by the cache.
+        assert_eq!(rig.hit("aaa").await, from_cache(6));
+        assert_eq!(rig.recorded("aaa"), Some(6));
+        rig.wait_written().await;
+        assert_eq!(rig.recorded("aaa"), Some(6), "the retry changed nothing");
+        let calls = rig.store.lock().calls.clone();
+        assert_eq!(calls[0].0, calls[1].0, "the retry used the same seq");
+        assert_eq!(rig.hit("aaa").await, durable(7));
+    }
+
+    #[tokio::test]
+    async fn a_data_error_in_one_counter_fails_only_that_counter() {
+        let rig = Rig::start(true);
+        rig.store.lock().poisoned.insert(id("bad"));
+        let answers = rig
+            .send_all(&[("aaa", 1), ("bad", 1), ("ccc", 1), ("bad", 1)])
+            .await;
+        assert_eq!(answers[0], durable(1));
+        assert_eq!(answers[2], durable(1));
+        assert_eq!(answers[1], Err(HitError::Rejected(id("bad"))));
+        assert_eq!(answers[3], Err(HitError::Rejected(id("bad"))));
+        assert!(rig.store_breaker.is_closed(), "a data error is no outage");
+        assert_eq!(rig.status.unwritten(), 0);
+        // The failed batch and one batch per counter, numbered in between.
+        let seqs: Vec<i64> = rig.store.lock().calls.iter().map(|c| c.0).collect();
+        assert_eq!(
+            seqs,
+            vec![SEQ_STRIDE, SEQ_STRIDE + 1, SEQ_STRIDE + 2, SEQ_STRIDE + 3]
+        );
+        assert_eq!(rig.hit("aaa").await, durable(2));
+    }
+
+    #[tokio::test]
+    async fn a_counter_that_would_leave_the_range_is_refused_and_the_rest_commit() {
+        let rig = Rig::start(true);
+        rig.seed("big", MAX_MAGNITUDE - 1);
+        let answers = rig.send_all(&[("big", 5), ("aaa", 1)]).await;
+        assert_eq!(
+            answers[0],
+            Err(HitError::OutOfRange {
+                id: id("big"),
+                amount: 5
+            })
+        );
+        assert_eq!(answers[1], durable(1));
+        assert_eq!(rig.recorded("big"), Some(MAX_MAGNITUDE - 1));
+        assert!(rig.store_breaker.is_closed());
+        // An amount out of range never reaches the store.
+        let answers = rig
+            .send_all(&[("aaa", i64::MIN), ("aaa", MAX_MAGNITUDE + 1)])
+            .await;
+        assert!(
+            answers
+                .iter()
+                .all(|a| matches!(a, Err(HitError::OutOfRange { .. })))
+        );
+        assert_eq!(rig.send_all(&[("big", 1)]).await[0], durable(MAX_MAGNITUDE));
+    }
+
+    #[tokio::test]
+    async fn the_cache_refuses_what_would_leave_the_range_before_acknowledging() {
+        let rig = Rig::start(true);
+        rig.seed("big", MAX_MAGNITUDE);
+        rig.seed("aaa", 0);
+        rig.set_store_down(true);
+        let answers = rig.send_all(&[("big", 1), ("aaa", 1)]).await;
+        assert!(matches!(answers[0], Err(HitError::OutOfRange { .. })));
+        assert_eq!(answers[1], from_cache(1));
+        assert_eq!(rig.status.unwritten(), 1);
+        rig.set_store_down(false);
+        rig.wait_written().await;
+        assert_eq!(rig.recorded("aaa"), Some(1));
+        assert_eq!(rig.recorded("big"), Some(MAX_MAGNITUDE));
+    }
+
+    #[tokio::test]
+    async fn a_full_quota_refuses_new_counters_only() {
+        let rig = Rig::start(true);
+        rig.seed("old", 1);
+        rig.quota.counters.store(RIG_QUOTA, Ordering::Relaxed);
+        let answers = rig.send_all(&[("old", 1), ("new", 1)]).await;
+        assert_eq!(answers[0], durable(2));
+        assert_eq!(answers[1], Err(HitError::QuotaFull(id("new"))));
+        assert_eq!(rig.recorded("new"), None);
+        rig.quota.counters.store(RIG_QUOTA - 1, Ordering::Relaxed);
+        assert_eq!(rig.hit("new").await, durable(1));
+        assert_eq!(
+            rig.quota.counters.load(Ordering::Relaxed),
+            RIG_QUOTA,
+            "its creation was counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn opposite_signs_and_sums_beyond_the_range_go_to_the_next_batch() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 0);
+        let answers = rig.send_all(&[("aaa", 1), ("aaa", -1), ("aaa", 1)]).await;
+        assert_eq!(answers, vec![durable(1), durable(0), durable(1)]);
+        rig.seed("big", -MAX_MAGNITUDE);
+        let before = rig.store.lock().calls.len();
+        let answers = rig
+            .send_all(&[("big", MAX_MAGNITUDE), ("big", MAX_MAGNITUDE)])
+            .await;
+        assert_eq!(answers, vec![durable(0), durable(MAX_MAGNITUDE)]);
+        assert_eq!(rig.store.lock().calls.len() - before, 2, "two batches");
+    }
+
+    #[tokio::test]
+    async fn the_backlog_is_written_in_order_after_an_outage() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 0);
+        rig.seed("bbb", 0);
+        rig.set_store_down(true);
+        for i in 1..=5 {
+            assert_eq!(rig.hit("aaa").await, from_cache(i));
+            assert_eq!(rig.hit("bbb").await, from_cache(i));
+            tokio::time::sleep(RETRY).await;
+        }
+        rig.set_store_down(false);
+        rig.wait_written().await;
+        assert_eq!(
+            (rig.recorded("aaa"), rig.recorded("bbb")),
+            (Some(5), Some(5))
+        );
+        let applied = rig.store.lock().applied.clone();
+        assert!(applied.len() >= 2, "several held batches: {applied:?}");
+        assert!(
+            applied.windows(2).all(|w| w[0] < w[1]),
+            "committed oldest first: {applied:?}"
+        );
+        assert_eq!(rig.hit("aaa").await, durable(6));
+    }
+
+    #[tokio::test]
+    async fn held_increments_the_record_refuses_are_dropped_and_do_not_stall_the_backlog() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 0);
+        rig.seed("bad", 0);
+        // The cache believes "bad" is far from the limit; the record knows
+        // better (a stale cache): acknowledged, then refused when written.
+        rig.store.lock().values.insert(id("bad"), MAX_MAGNITUDE);
+        rig.set_store_down(true);
+        assert_eq!(rig.hit("bad").await, from_cache(1));
+        assert_eq!(rig.hit("aaa").await, from_cache(1));
+        rig.set_store_down(false);
+        rig.wait_written().await;
+        assert_eq!(rig.recorded("aaa"), Some(1));
+        assert_eq!(rig.recorded("bad"), Some(MAX_MAGNITUDE));
+        assert_eq!(rig.status.stalled_for(), Duration::ZERO);
+        // The same with a data error instead of a refusal.
+        rig.store.lock().poisoned.insert(id("aaa"));
+        rig.set_store_down(true);
+        assert_eq!(rig.hit("aaa").await, from_cache(2));
+        rig.set_store_down(false);
+        rig.wait_written().await;
+        assert_eq!(rig.recorded("aaa"), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_retried_without_opening_the_breaker() {
+        let rig = Rig::start(true);
+        rig.store
+            .lock()
+            .script
+            .extend([Step::Conflict, Step::Conflict]);
+        assert_eq!(rig.hit("aaa").await, durable(1));
+        assert!(rig.store_breaker.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_backlog_shows_until_it_is_written() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 0);
+        rig.set_store_down(true);
+        assert_eq!(rig.hit("aaa").await, from_cache(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rig.status.stalled_for() >= Duration::from_millis(100));
+        rig.set_store_down(false);
+        rig.wait_written().await;
+        assert_eq!(rig.status.stalled_for(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn the_drain_writes_what_is_held_before_stopping() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 0);
+        rig.set_store_down(true);
+        assert_eq!(rig.hit("aaa").await, from_cache(1));
+        rig.set_store_down(false);
+        let store = rig.store.clone();
+        let report = rig.stop(Duration::from_secs(2)).await;
+        assert_eq!(report.unwritten, 0);
+        assert_eq!(store.lock().values.get(&id("aaa")), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn a_drain_that_cannot_write_reports_what_is_lost() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 0);
+        rig.set_store_down(true);
+        assert_eq!(rig.hit("aaa").await, from_cache(1));
+        assert_eq!(rig.hit("aaa").await, from_cache(2));
+        let started = Instant::now();
+        let report = rig.stop(Duration::from_millis(200)).await;
+        assert_eq!(report.unwritten, 2);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn requests_queued_at_the_stop_are_answered() {
+        let rig = Rig::start(true);
+        let (reply, answer) = oneshot::channel();
+        rig.hits_tx
+            .try_send(HitRequest {
+                id: id("aaa"),
+                amount: 1,
+                reply,
+            })
+            .unwrap();
+        rig.stop_tx.send(Some(Instant::now() + RETRY)).unwrap();
+        assert_eq!(answer.await.unwrap(), durable(1));
     }
 }

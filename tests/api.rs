@@ -385,15 +385,23 @@ async fn update_adds_amounts_within_the_counter_bounds() {
             get_json(format!("{base}/get/score")).await.1,
             json!({"value": 105})
         );
-        // Default bounds of an implicit counter: [-1, 1].
+        // A counter made by a first hit has no creator to opt it in: it
+        // can only be counted up, [0, 1].
         get_json(format!("{base}/hit/visits")).await;
         assert_eq!(
             get_json(format!("{base}/update/visits?amount=2")).await.0,
             StatusCode::FORBIDDEN
         );
         assert_eq!(
-            get_json(format!("{base}/update/visits?amount=-1")).await.1,
-            json!({"value": 0})
+            get_json(format!("{base}/update/visits?amount=-1")).await,
+            (
+                StatusCode::FORBIDDEN,
+                json!({"error": "amount -1 is outside this counter's bounds [0, 1]"})
+            )
+        );
+        assert_eq!(
+            get_json(format!("{base}/update/visits?amount=1")).await.1,
+            json!({"value": 2})
         );
     }
 }

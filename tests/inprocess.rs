@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hitcounter::engine::Engine;
+use hitcounter::engine::{Engine, EngineSettings};
 use hitcounter::http::{AppState, router, routes};
 use hitcounter::openapi::ApiDoc;
 use hitcounter::store::Store;
@@ -28,9 +28,12 @@ async fn service() -> Service {
     let engine = Arc::new(Engine::with_parts(
         store,
         None,
-        Duration::from_millis(200),
-        1024,
-        Duration::from_millis(1),
+        EngineSettings {
+            retry_interval: Duration::from_millis(200),
+            max_batch: 1024,
+            batch_linger: Duration::from_millis(1),
+            max_counters: 0,
+        },
     ));
     let state = AppState {
         engine,

@@ -4,7 +4,26 @@
 //!
 //! Every query binds its values (no SQL is built from strings) and every call
 //! is bounded by the store timeout, so a dead server costs one timeout.
+//!
+//! # Ranges
+//!
+//! Every value, amount, bound and daily total the record keeps lies within
+//! ±[`MAX_MAGNITUDE`] (2^53 - 1: exact in every JSON client and in Redis's
+//! Lua). The batch statement adds a delta to a counter only if the sum stays
+//! in range and reports the counter as refused otherwise, so one counter
+//! pushed to its limit never fails the other counters of its batch; daily
+//! totals saturate at the limit. CHECK constraints (PostgreSQL) and triggers
+//! (SQLite) refuse anything else that would leave the range.
+//!
+//! # Failures
+//!
+//! [`StoreError::kind`] tells an outage (the server cannot be reached or
+//! cannot write: the writer's breaker opens) from a data error (this request's
+//! numbers: only that request fails) and from a momentary conflict (a lock
+//! held by another process: try again).
 
+#[cfg(test)]
+pub mod fake;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +33,30 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::counter::CounterId;
+
+/// Largest magnitude of any number the service keeps or answers: 2^53 - 1.
+pub const MAX_MAGNITUDE: i64 = (1 << 53) - 1;
+
+/// Whether `value` lies within ±[`MAX_MAGNITUDE`].
+pub fn in_range(value: i64) -> bool {
+    (-MAX_MAGNITUDE..=MAX_MAGNITUDE).contains(&value)
+}
+
+/// What a failed store call says about the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Unreachable, timed out, read-only or out of resources: the store
+    /// cannot take writes now. Opens the breaker.
+    Outage,
+    /// The request's own data was refused (SQLSTATE classes 22 and 23,
+    /// SQLite's constraint and type errors). Nothing about the store's health.
+    Data,
+    /// A lock held by someone else, a serialization failure or a deadlock:
+    /// the same call may succeed at once.
+    Conflict,
+    /// Not a failure of the store (e.g. the counter already exists).
+    Logic,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +68,70 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("counter {0} already exists")]
     AlreadyExists(CounterId),
+    #[error(
+        "the counter quota is reached; existing counters keep counting, new ones cannot be created"
+    )]
+    QuotaFull,
+    /// A scripted failure of the test store.
+    #[cfg(test)]
+    #[error("scripted {0:?} failure")]
+    Fake(FailureKind),
+}
+
+impl StoreError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            StoreError::Timeout(_) | StoreError::Migrate(_) => FailureKind::Outage,
+            StoreError::AlreadyExists(_) | StoreError::QuotaFull => FailureKind::Logic,
+            #[cfg(test)]
+            StoreError::Fake(kind) => *kind,
+            StoreError::Sql(error) => match error {
+                sqlx::Error::Database(db) => classify_database_error(
+                    db.code().as_deref().unwrap_or(""),
+                    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some(),
+                ),
+                sqlx::Error::RowNotFound
+                | sqlx::Error::TypeNotFound { .. }
+                | sqlx::Error::ColumnIndexOutOfBounds { .. }
+                | sqlx::Error::ColumnNotFound(_)
+                | sqlx::Error::ColumnDecode { .. }
+                | sqlx::Error::Decode(_)
+                | sqlx::Error::Encode(_) => FailureKind::Data,
+                // Io, Tls, Protocol, PoolTimedOut, PoolClosed, WorkerCrashed,
+                // Configuration and whatever sqlx adds: the store is not usable.
+                _ => FailureKind::Outage,
+            },
+        }
+    }
+
+    pub fn is_outage(&self) -> bool {
+        self.kind() == FailureKind::Outage
+    }
+}
+
+/// Classifies a server's error code: a SQLSTATE for PostgreSQL, SQLite's
+/// (extended) result code as a decimal string.
+fn classify_database_error(code: &str, sqlite: bool) -> FailureKind {
+    if sqlite {
+        let primary = code.parse::<i64>().map_or(-1, |c| c & 0xff);
+        return match primary {
+            // BUSY, LOCKED: another connection holds the write lock.
+            5 | 6 => FailureKind::Conflict,
+            // CONSTRAINT (a trigger's RAISE included), MISMATCH, TOOBIG, RANGE.
+            19 | 20 | 18 | 25 => FailureKind::Data,
+            // IOERR, CORRUPT, FULL, CANTOPEN, READONLY, NOMEM, ...
+            _ => FailureKind::Outage,
+        };
+    }
+    match code.get(..2).unwrap_or("") {
+        "22" | "23" => FailureKind::Data,
+        // serialization_failure, deadlock_detected, lock_not_available.
+        "40" => FailureKind::Conflict,
+        "55" if code == "55P03" => FailureKind::Conflict,
+        // 08 connection, 53 resources, 57 shutdown / statement timeout,
+        // 58 system, 25006 read-only transaction (a demoted primary), XX.
+        _ => FailureKind::Outage,
+    }
 }
 
 /// One counter's state after a committed write.
@@ -35,11 +142,26 @@ pub struct Committed {
     pub epoch: i64,
 }
 
+/// Why the batch statement left a counter's delta out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The counter's value would leave ±`MAX_MAGNITUDE`.
+    OutOfRange,
+    /// The counter does not exist and the batch may not create counters
+    /// (the counter quota is reached).
+    NotCreated,
+}
+
 /// What `apply_batch` did.
 #[derive(Debug)]
 pub enum Applied {
-    /// Committed now; every counter's new state.
-    Now(Vec<Committed>),
+    /// Committed now: the new state of every counter that was changed, how
+    /// many of them were created, and the counters left out (unchanged).
+    Now {
+        committed: Vec<Committed>,
+        created: usize,
+        refused: Vec<(CounterId, Refusal)>,
+    },
     /// This batch had been committed before; nothing was changed.
     Before,
 }
@@ -113,7 +235,7 @@ pub struct DayCount {
     pub hits: i64,
 }
 
-/// Service-wide figures.
+/// Service-wide figures. `hits_today` saturates at ±`MAX_MAGNITUDE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
     pub counters: i64,
@@ -124,13 +246,28 @@ pub struct Totals {
 pub enum Store {
     Postgres(PgStore),
     Sqlite(SqliteStore),
+    /// A scripted in-memory record for the writer's unit tests.
+    #[cfg(test)]
+    Fake(fake::FakeStore),
 }
 
+#[cfg(not(test))]
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             Store::Postgres($store) => $call,
             Store::Sqlite($store) => $call,
+        }
+    };
+}
+
+#[cfg(test)]
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Postgres($store) => $call,
+            Store::Sqlite($store) => $call,
+            Store::Fake($store) => $call,
         }
     };
 }
@@ -156,6 +293,8 @@ impl Store {
         match self {
             Store::Postgres(_) => "PostgreSQL",
             Store::Sqlite(_) => "SQLite",
+            #[cfg(test)]
+            Store::Fake(_) => "fake store",
         }
     }
 
@@ -164,6 +303,8 @@ impl Store {
         match self {
             Store::Postgres(store) => format!("PostgreSQL {}", store.describe()),
             Store::Sqlite(store) => format!("SQLite file {}", store.describe()),
+            #[cfg(test)]
+            Store::Fake(_) => "fake store".to_string(),
         }
     }
 
@@ -177,19 +318,25 @@ impl Store {
         dispatch!(self, s => s.ping().await)
     }
 
-    /// Adds each delta to its counter (creating missing counters) and to the
-    /// counter's history of today, in one transaction, unless this writer's
-    /// batch `seq` was already applied (a retry of a batch whose commit
-    /// succeeded but whose answer was lost). `deltas` must be sorted by
-    /// counter id, so that concurrent writers lock rows in the same order.
+    /// Adds each delta to its counter and to the counter's history of
+    /// today, in one transaction, unless this writer's batch `seq` was
+    /// already applied (a retry of a batch whose commit succeeded but whose
+    /// answer was lost). Missing counters are created only if `may_create`.
+    /// A counter whose value would leave ±`MAX_MAGNITUDE`, or that is missing
+    /// when it may not be created, is left unchanged and reported in
+    /// `refused`; the others commit. Each delta must lie within
+    /// ±`MAX_MAGNITUDE`, and `deltas` must be sorted by counter id, so that
+    /// concurrent writers lock rows in the same order.
     pub async fn apply_batch(
         &self,
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        may_create: bool,
     ) -> Result<Applied, StoreError> {
         debug_assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
-        dispatch!(self, s => s.apply_batch(writer_id, seq, deltas).await)
+        debug_assert!(deltas.iter().all(|(_, d)| in_range(*d)));
+        dispatch!(self, s => s.apply_batch(writer_id, seq, deltas, may_create).await)
     }
 
     /// Sets a counter (created if missing) to zero and starts a new epoch.
@@ -231,6 +378,11 @@ impl Store {
 
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         dispatch!(self, s => s.totals().await)
+    }
+
+    /// How many counters the record holds.
+    pub async fn count_counters(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.count_counters().await)
     }
 
     /// Forgets the progress rows of writers not heard from in 30 days

@@ -1,12 +1,15 @@
-//! The record in PostgreSQL, through a sqlx connection pool.
+//! The record in PostgreSQL, through two sqlx connection pools: one of its
+//! own for the writer, so that no flood of reads can take the connection a
+//! group commit needs, and one (`DB_POOL_SIZE`) for everything else, whose
+//! size bounds how many reads run at once.
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    Applied, Committed, CounterInfo, CounterSpec, DayCount, InfoRow, SetOutcome, StoreError,
-    Totals, bounded, info_from_row,
+    Applied, Committed, CounterInfo, CounterSpec, DayCount, InfoRow, MAX_MAGNITUDE, Refusal,
+    SetOutcome, StoreError, Totals, bounded, info_from_row,
 };
 use crate::counter::CounterId;
 
@@ -15,9 +18,16 @@ const INFO_COLUMNS: &str = "namespace, key, value, epoch,
     (extract(epoch FROM created_at) * 1000)::bigint,
     enable_reset, update_lowerbound, update_upperbound, admin_key_hash";
 
+/// Connections of the writer's own pool: one commits while a second may be
+/// connecting after a failure.
+const WRITER_CONNECTIONS: u32 = 2;
+
 #[derive(Clone)]
 pub struct PgStore {
+    /// Reads, admin writes, migrations.
     pool: PgPool,
+    /// Group commits only.
+    writer_pool: PgPool,
     timeout: Duration,
     host: String,
 }
@@ -34,16 +44,21 @@ impl PgStore {
             options.get_port(),
             options.get_database().unwrap_or("")
         );
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(1))
-            .min_connections(0)
-            .acquire_timeout(timeout)
-            // A broken connection shows up as an error on use and is dropped;
-            // pinging before every use would cost a round trip per batch.
-            .test_before_acquire(false)
-            .connect_lazy_with(options);
+        let pool_options = |size: u32| {
+            PgPoolOptions::new()
+                .max_connections(size)
+                .min_connections(0)
+                .acquire_timeout(timeout)
+                // A broken connection shows up as an error on use and is
+                // dropped; pinging before every use would cost a round trip
+                // per batch.
+                .test_before_acquire(false)
+        };
+        let pool = pool_options(pool_size.max(1)).connect_lazy_with(options.clone());
+        let writer_pool = pool_options(WRITER_CONNECTIONS).connect_lazy_with(options);
         Ok(Self {
             pool,
+            writer_pool,
             timeout,
             host,
         })
@@ -67,17 +82,23 @@ impl PgStore {
     }
 
     /// One statement, so one transaction: the writer's progress row, the
-    /// totals and today's history move together or not at all.
+    /// totals and today's history move together or not at all. A counter
+    /// whose sum would leave the range, or that is missing when it may not
+    /// be created, is skipped by the statement's guards (its row is left as
+    /// it was) and comes back with no value; sums are compared as `numeric`,
+    /// so no value already in the record can make them overflow.
     pub async fn apply_batch(
         &self,
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        may_create: bool,
     ) -> Result<Applied, StoreError> {
         let namespaces: Vec<&str> = deltas.iter().map(|(id, _)| id.namespace.as_str()).collect();
         let keys: Vec<&str> = deltas.iter().map(|(id, _)| id.key.as_str()).collect();
         let amounts: Vec<i64> = deltas.iter().map(|(_, d)| *d).collect();
-        let rows: Vec<(String, String, i64, i64)> = bounded(
+        type Row = (String, String, Option<i64>, Option<i64>, Option<bool>, bool);
+        let rows: Vec<Row> = bounded(
             self.timeout,
             sqlx::query_as(
                 "WITH progress AS (
@@ -92,44 +113,68 @@ impl PgStore {
                      FROM unnest($3::text[], $4::text[], $5::bigint[]) AS t(namespace, key, amount)
                      WHERE EXISTS (SELECT 1 FROM progress)
                  ),
+                 applied AS (
+                     INSERT INTO counters AS c (namespace, key, value, update_lowerbound)
+                     SELECT b.namespace, b.key, b.amount, 0 FROM batch b
+                     WHERE abs(b.amount) <= $7
+                       AND ($6 OR EXISTS (SELECT 1 FROM counters e
+                                          WHERE e.namespace = b.namespace AND e.key = b.key))
+                     ON CONFLICT (namespace, key) DO UPDATE
+                         SET value = c.value + EXCLUDED.value, updated_at = now()
+                         WHERE abs(c.value::numeric + EXCLUDED.value) <= $7
+                     RETURNING c.namespace, c.key, c.value, c.epoch, (c.xmax = 0) AS created
+                 ),
                  days AS (
                      INSERT INTO counter_days AS d (namespace, key, day, hits)
-                     SELECT namespace, key, (now() AT TIME ZONE 'UTC')::date, amount FROM batch
-                     ON CONFLICT (namespace, key, day) DO UPDATE SET hits = d.hits + EXCLUDED.hits
+                     SELECT a.namespace, a.key, (now() AT TIME ZONE 'UTC')::date, b.amount
+                     FROM applied a JOIN batch b USING (namespace, key)
+                     ON CONFLICT (namespace, key, day) DO UPDATE
+                         SET hits = LEAST(GREATEST(d.hits::numeric + EXCLUDED.hits, -$7), $7)::bigint
                  )
-                 INSERT INTO counters AS c (namespace, key, value)
-                 SELECT namespace, key, amount FROM batch
-                 ON CONFLICT (namespace, key) DO UPDATE
-                     SET value = c.value + EXCLUDED.value, updated_at = now()
-                 RETURNING c.namespace, c.key, c.value, c.epoch",
+                 SELECT b.namespace, b.key, a.value, a.epoch, a.created,
+                        EXISTS (SELECT 1 FROM counters e
+                                WHERE e.namespace = b.namespace AND e.key = b.key) AS existed
+                 FROM batch b LEFT JOIN applied a USING (namespace, key)",
             )
             .bind(writer_id)
             .bind(seq)
             .bind(&namespaces)
             .bind(&keys)
             .bind(&amounts)
-            .fetch_all(&self.pool),
+            .bind(may_create)
+            .bind(MAX_MAGNITUDE)
+            .fetch_all(&self.writer_pool),
         )
         .await?;
         if rows.is_empty() && !deltas.is_empty() {
             return Ok(Applied::Before);
         }
-        Ok(Applied::Now(
-            rows.into_iter()
-                .map(|(namespace, key, value, epoch)| Committed {
-                    id: CounterId { namespace, key },
-                    value,
-                    epoch,
-                })
-                .collect(),
-        ))
+        let mut committed = Vec::with_capacity(rows.len());
+        let mut refused = Vec::new();
+        let mut created = 0;
+        for (namespace, key, value, epoch, was_created, existed) in rows {
+            let id = CounterId { namespace, key };
+            match (value, epoch) {
+                (Some(value), Some(epoch)) => {
+                    created += usize::from(was_created == Some(true));
+                    committed.push(Committed { id, value, epoch });
+                }
+                _ if existed => refused.push((id, Refusal::OutOfRange)),
+                _ => refused.push((id, Refusal::NotCreated)),
+            }
+        }
+        Ok(Applied::Now {
+            committed,
+            created,
+            refused,
+        })
     }
 
     pub async fn reset(&self, id: &CounterId) -> Result<i64, StoreError> {
         let (epoch,): (i64,) = bounded(
             self.timeout,
             sqlx::query_as(
-                "INSERT INTO counters AS c (namespace, key, value) VALUES ($1, $2, 0)
+                "INSERT INTO counters AS c (namespace, key, value, update_lowerbound) VALUES ($1, $2, 0, 0)
                  ON CONFLICT (namespace, key) DO UPDATE
                      SET value = 0, epoch = GREATEST(c.epoch + 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint),
                          updated_at = now()
@@ -258,9 +303,11 @@ impl PgStore {
             self.timeout,
             sqlx::query_as(
                 "SELECT (SELECT count(*) FROM counters),
-                        (SELECT coalesce(sum(hits), 0)::bigint FROM counter_days
+                        (SELECT LEAST(GREATEST(coalesce(sum(hits), 0), -$1), $1)::bigint
+                         FROM counter_days
                          WHERE day = (now() AT TIME ZONE 'UTC')::date)",
             )
+            .bind(MAX_MAGNITUDE)
             .fetch_one(&self.pool),
         )
         .await?;
@@ -268,6 +315,15 @@ impl PgStore {
             counters,
             hits_today,
         })
+    }
+
+    pub async fn count_counters(&self) -> Result<i64, StoreError> {
+        let (counters,): (i64,) = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT count(*) FROM counters").fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(counters)
     }
 
     pub async fn prune_writers(&self) -> Result<u64, StoreError> {

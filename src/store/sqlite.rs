@@ -1,6 +1,12 @@
 //! The record in an embedded SQLite file: what `cargo run` uses with no
 //! `DATABASE_URL`. WAL journal with `synchronous = FULL`, so a commit is on
 //! disk before the hit is answered, as with PostgreSQL.
+//!
+//! The writer has a connection of its own (a pool of one), so reads never
+//! hold it up; every transaction that writes starts with `BEGIN IMMEDIATE`,
+//! taking the file's write lock first: two processes on one file then wait
+//! for each other (`busy_timeout`) instead of failing the upgrade from a
+//! read lock with SQLITE_BUSY.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,8 +16,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Applied, Committed, CounterInfo, CounterSpec, DayCount, InfoRow, SetOutcome, StoreError,
-    Totals, bounded, info_from_row,
+    Applied, Committed, CounterInfo, CounterSpec, DayCount, InfoRow, MAX_MAGNITUDE, Refusal,
+    SetOutcome, StoreError, Totals, bounded, in_range, info_from_row,
 };
 use crate::counter::CounterId;
 
@@ -21,7 +27,10 @@ const INFO_COLUMNS: &str = "namespace, key, value, epoch, created_ms, enable_res
 
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Reads and admin writes.
     pool: SqlitePool,
+    /// Group commits only.
+    writer_pool: SqlitePool,
     timeout: Duration,
     path: PathBuf,
 }
@@ -34,12 +43,16 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(timeout.max(Duration::from_secs(5)))
-            .connect_lazy_with(options);
+        let pool_options = |size: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(timeout.max(Duration::from_secs(5)))
+        };
+        let pool = pool_options(4).connect_lazy_with(options.clone());
+        let writer_pool = pool_options(1).connect_lazy_with(options);
         Ok(Self {
             pool,
+            writer_pool,
             timeout: timeout.max(Duration::from_secs(5)),
             path: path.to_path_buf(),
         })
@@ -67,9 +80,10 @@ impl SqliteStore {
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        may_create: bool,
     ) -> Result<Applied, StoreError> {
         bounded(self.timeout, async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer_pool.begin_with("BEGIN IMMEDIATE").await?;
             let progress = sqlx::query(&format!(
                 "INSERT INTO writer_progress (writer_id, last_batch) VALUES (?1, ?2)
                  ON CONFLICT (writer_id) DO UPDATE
@@ -85,31 +99,74 @@ impl SqliteStore {
                 return Ok(Applied::Before);
             }
             let mut committed = Vec::with_capacity(deltas.len());
+            let mut refused = Vec::new();
+            let mut created = 0;
             for (id, amount) in deltas {
-                let (value, epoch): (i64, i64) = sqlx::query_as(&format!(
-                    "INSERT INTO counters (namespace, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (namespace, key) DO UPDATE
-                         SET value = value + excluded.value, updated_ms = {NOW_MS}
-                     RETURNING value, epoch"
-                ))
-                .bind(&id.namespace)
-                .bind(&id.key)
-                .bind(amount)
-                .fetch_one(&mut *tx)
-                .await?;
+                // Inside the write lock: what this reads cannot change before
+                // the transaction ends.
+                let current: Option<(i64,)> =
+                    sqlx::query_as("SELECT value FROM counters WHERE namespace = ?1 AND key = ?2")
+                        .bind(&id.namespace)
+                        .bind(&id.key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let (value, epoch): (i64, i64) = match current {
+                    Some((value,)) => {
+                        let Some(sum) = value.checked_add(*amount).filter(|s| in_range(*s)) else {
+                            refused.push((id.clone(), Refusal::OutOfRange));
+                            continue;
+                        };
+                        sqlx::query_as(&format!(
+                            "UPDATE counters SET value = ?3, updated_ms = {NOW_MS}
+                             WHERE namespace = ?1 AND key = ?2 RETURNING value, epoch"
+                        ))
+                        .bind(&id.namespace)
+                        .bind(&id.key)
+                        .bind(sum)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                    None if may_create => {
+                        created += 1;
+                        sqlx::query_as(
+                            "INSERT INTO counters (namespace, key, value, update_lowerbound)
+                             VALUES (?1, ?2, ?3, 0)
+                             RETURNING value, epoch",
+                        )
+                        .bind(&id.namespace)
+                        .bind(&id.key)
+                        .bind(amount)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                    None => {
+                        refused.push((id.clone(), Refusal::NotCreated));
+                        continue;
+                    }
+                };
                 sqlx::query(&format!(
                     "INSERT INTO counter_days (namespace, key, day, hits) VALUES (?1, ?2, {TODAY}, ?3)
-                     ON CONFLICT (namespace, key, day) DO UPDATE SET hits = hits + excluded.hits"
+                     ON CONFLICT (namespace, key, day)
+                     DO UPDATE SET hits = max(-?4, min(?4, hits + excluded.hits))"
                 ))
                 .bind(&id.namespace)
                 .bind(&id.key)
                 .bind(amount)
+                .bind(MAX_MAGNITUDE)
                 .execute(&mut *tx)
                 .await?;
-                committed.push(Committed { id: id.clone(), value, epoch });
+                committed.push(Committed {
+                    id: id.clone(),
+                    value,
+                    epoch,
+                });
             }
             tx.commit().await?;
-            Ok(Applied::Now(committed))
+            Ok(Applied::Now {
+                committed,
+                created,
+                refused,
+            })
         })
         .await
     }
@@ -118,7 +175,7 @@ impl SqliteStore {
         let (epoch,): (i64,) = bounded(
             self.timeout,
             sqlx::query_as(&format!(
-                "INSERT INTO counters (namespace, key, value) VALUES (?1, ?2, 0)
+                "INSERT INTO counters (namespace, key, value, update_lowerbound) VALUES (?1, ?2, 0, 0)
                  ON CONFLICT (namespace, key) DO UPDATE
                      SET value = 0, epoch = max(epoch + 1, {NOW_MS}), updated_ms = {NOW_MS}
                  RETURNING epoch"
@@ -133,7 +190,7 @@ impl SqliteStore {
 
     pub async fn set(&self, id: &CounterId, value: i64) -> Result<Option<SetOutcome>, StoreError> {
         bounded(self.timeout, async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             let old: Option<(i64,)> =
                 sqlx::query_as("SELECT value FROM counters WHERE namespace = ?1 AND key = ?2")
                     .bind(&id.namespace)
@@ -213,7 +270,7 @@ impl SqliteStore {
 
     pub async fn delete(&self, id: &CounterId) -> Result<bool, StoreError> {
         bounded(self.timeout, async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::query("DELETE FROM counter_days WHERE namespace = ?1 AND key = ?2")
                 .bind(&id.namespace)
                 .bind(&id.key)
@@ -255,8 +312,10 @@ impl SqliteStore {
             self.timeout,
             sqlx::query_as(&format!(
                 "SELECT (SELECT count(*) FROM counters),
-                        (SELECT coalesce(sum(hits), 0) FROM counter_days WHERE day = {TODAY})"
+                        (SELECT CAST(max(-?1, min(?1, total(hits))) AS INTEGER)
+                         FROM counter_days WHERE day = {TODAY})"
             ))
+            .bind(MAX_MAGNITUDE)
             .fetch_one(&self.pool),
         )
         .await?;
@@ -264,6 +323,15 @@ impl SqliteStore {
             counters,
             hits_today,
         })
+    }
+
+    pub async fn count_counters(&self) -> Result<i64, StoreError> {
+        let (counters,): (i64,) = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT count(*) FROM counters").fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(counters)
     }
 
     pub async fn prune_writers(&self) -> Result<u64, StoreError> {

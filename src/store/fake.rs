@@ -1,0 +1,225 @@
+//! A scripted in-memory record for the writer's unit tests: it applies
+//! batches like the real stores (exactly once per writer seq, ranges, the
+//! may-create flag) and fails the way a script tells it to, so that every
+//! branch of the writer's state table is reached deterministically.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use super::{
+    Applied, Committed, CounterInfo, CounterSpec, DayCount, FailureKind, Refusal, SetOutcome,
+    StoreError, Totals, in_range,
+};
+use crate::counter::CounterId;
+
+/// What the next `apply_batch` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Applies the batch normally.
+    Apply,
+    /// Fails with an outage; nothing is applied.
+    Outage,
+    /// Applies and commits the batch, then fails as if the answer was lost.
+    LostAnswer,
+    /// Fails with a momentary conflict (SQLITE_BUSY); nothing is applied.
+    Conflict,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeState {
+    pub values: BTreeMap<CounterId, i64>,
+    pub last_seq: HashMap<String, i64>,
+    /// Steps to play, one per `apply_batch`; `Apply` when empty.
+    pub script: VecDeque<Step>,
+    /// While true every call fails with an outage (the script is not used).
+    pub down: bool,
+    /// Any batch holding one of these fails with a data error (the whole
+    /// statement fails, as one bad row fails a PostgreSQL statement).
+    pub poisoned: std::collections::BTreeSet<CounterId>,
+    /// Every `apply_batch` call: (seq, deltas), in order.
+    pub calls: Vec<(i64, Vec<(CounterId, i64)>)>,
+    /// The seqs of the batches that were committed, in order.
+    pub applied: Vec<i64>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeStore {
+    pub state: Arc<Mutex<FakeState>>,
+}
+
+fn outage() -> StoreError {
+    StoreError::Fake(FailureKind::Outage)
+}
+
+impl FakeStore {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap()
+    }
+
+    fn check_up(&self) -> Result<(), StoreError> {
+        if self.lock().down {
+            Err(outage())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.check_up()
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.check_up()
+    }
+
+    pub async fn apply_batch(
+        &self,
+        writer_id: &str,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+        may_create: bool,
+    ) -> Result<Applied, StoreError> {
+        let mut state = self.lock();
+        state.calls.push((seq, deltas.to_vec()));
+        if state.down {
+            return Err(outage());
+        }
+        let step = state.script.pop_front().unwrap_or(Step::Apply);
+        match &step {
+            Step::Outage => return Err(outage()),
+            Step::Conflict => return Err(StoreError::Fake(FailureKind::Conflict)),
+            _ => {}
+        }
+        if deltas.iter().any(|(id, _)| state.poisoned.contains(id)) {
+            return Err(StoreError::Fake(FailureKind::Data));
+        }
+        if state
+            .last_seq
+            .get(writer_id)
+            .is_some_and(|&last| last >= seq)
+        {
+            return Ok(Applied::Before);
+        }
+        state.last_seq.insert(writer_id.to_string(), seq);
+        state.applied.push(seq);
+        let mut committed = Vec::new();
+        let mut refused = Vec::new();
+        let mut created = 0;
+        for (id, delta) in deltas {
+            match state.values.get(id).copied() {
+                Some(value) if in_range(value + delta) => {
+                    state.values.insert(id.clone(), value + delta);
+                    committed.push(Committed {
+                        id: id.clone(),
+                        value: value + delta,
+                        epoch: 1,
+                    });
+                }
+                Some(_) => refused.push((id.clone(), Refusal::OutOfRange)),
+                None if may_create => {
+                    state.values.insert(id.clone(), *delta);
+                    created += 1;
+                    committed.push(Committed {
+                        id: id.clone(),
+                        value: *delta,
+                        epoch: 1,
+                    });
+                }
+                None => refused.push((id.clone(), Refusal::NotCreated)),
+            }
+        }
+        if step == Step::LostAnswer {
+            return Err(outage());
+        }
+        Ok(Applied::Now {
+            committed,
+            created,
+            refused,
+        })
+    }
+
+    pub async fn reset(&self, id: &CounterId) -> Result<i64, StoreError> {
+        self.check_up()?;
+        self.lock().values.insert(id.clone(), 0);
+        Ok(2)
+    }
+
+    pub async fn set(&self, id: &CounterId, value: i64) -> Result<Option<SetOutcome>, StoreError> {
+        self.check_up()?;
+        let mut state = self.lock();
+        Ok(state.values.get_mut(id).map(|current| {
+            let old_value = std::mem::replace(current, value);
+            SetOutcome {
+                old_value,
+                value,
+                epoch: 2,
+            }
+        }))
+    }
+
+    pub async fn create(&self, spec: &CounterSpec) -> Result<CounterInfo, StoreError> {
+        self.check_up()?;
+        let mut state = self.lock();
+        if state.values.contains_key(&spec.id) {
+            return Err(StoreError::AlreadyExists(spec.id.clone()));
+        }
+        state.values.insert(spec.id.clone(), spec.value);
+        Ok(CounterInfo {
+            id: spec.id.clone(),
+            value: spec.value,
+            epoch: 1,
+            created_ms: 0,
+            enable_reset: spec.enable_reset,
+            update_lowerbound: spec.update_lowerbound,
+            update_upperbound: spec.update_upperbound,
+            admin_key_hash: spec.admin_key_hash.clone(),
+        })
+    }
+
+    pub async fn info(&self, id: &CounterId) -> Result<Option<CounterInfo>, StoreError> {
+        self.check_up()?;
+        Ok(self.lock().values.get(id).map(|&value| CounterInfo {
+            id: id.clone(),
+            value,
+            epoch: 1,
+            created_ms: 0,
+            enable_reset: false,
+            update_lowerbound: 0,
+            update_upperbound: 1,
+            admin_key_hash: None,
+        }))
+    }
+
+    pub async fn get(&self, id: &CounterId) -> Result<Option<i64>, StoreError> {
+        self.check_up()?;
+        Ok(self.lock().values.get(id).copied())
+    }
+
+    pub async fn delete(&self, id: &CounterId) -> Result<bool, StoreError> {
+        self.check_up()?;
+        Ok(self.lock().values.remove(id).is_some())
+    }
+
+    pub async fn history(&self, _id: &CounterId, _days: u32) -> Result<Vec<DayCount>, StoreError> {
+        self.check_up()?;
+        Ok(Vec::new())
+    }
+
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        self.check_up()?;
+        Ok(Totals {
+            counters: self.lock().values.len() as i64,
+            hits_today: 0,
+        })
+    }
+
+    pub async fn count_counters(&self) -> Result<i64, StoreError> {
+        self.check_up()?;
+        Ok(self.lock().values.len() as i64)
+    }
+
+    pub async fn prune_writers(&self) -> Result<u64, StoreError> {
+        self.check_up()?;
+        Ok(0)
+    }
+}
