@@ -233,3 +233,65 @@ async fn without_redis_postgres_numbers_every_hit_and_its_loss_is_a_503() {
     pg.start_again();
     assert_eq!(pg.seed_value(), Some(500));
 }
+
+/// A record that answers but cannot write (a primary demoted to a read-only
+/// replica, a full disk): the writer treats it as an outage, so hits go on
+/// from Redis, and /readyz says why it is not ready until the held
+/// increments are written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_record_is_an_outage_and_readiness_says_increments_are_held() {
+    // Arrange
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let app = App::start(AppConfig::new(&pg, Some(&redis)));
+    let client = client();
+    let seed = format!("{}/", app.base);
+    let readyz = format!("{}/readyz", app.base);
+    assert!(matches!(
+        get(&client, &seed).await,
+        Outcome::Answered(200, _)
+    ));
+
+    // Act: every new transaction is read-only from now on.
+    pg.sql("ALTER SYSTEM SET default_transaction_read_only = on");
+    pg.sql("SELECT pg_reload_conf()");
+    let during = load(std::slice::from_ref(&seed), 200, 8, vec![]).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let not_ready = client.get(&readyz).send().await.unwrap();
+    let not_ready = (not_ready.status().as_u16(), not_ready.text().await.unwrap());
+    pg.sql("ALTER SYSTEM SET default_transaction_read_only = off");
+    pg.sql("SELECT pg_reload_conf()");
+
+    // Assert
+    let tally = Tally::of(&during);
+    assert_eq!(
+        tally.by_status.get(&200),
+        Some(&200),
+        "{:?}",
+        tally.by_status
+    );
+    assert_eq!(not_ready.0, 503, "{}", not_ready.1);
+    assert!(
+        not_ready.1.contains("have not been written"),
+        "the reason is given: {}",
+        not_ready.1
+    );
+    let started = Instant::now();
+    loop {
+        let body = support::get_text(&client, &readyz).await;
+        if body.contains(r#""ready":true"#) && body.contains(r#""unwritten":0"#) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never ready again: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pg.seed_value(),
+        Some(201),
+        "every acknowledged hit is recorded"
+    );
+    tally.assert_numbers_unique();
+}

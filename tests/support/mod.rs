@@ -211,6 +211,16 @@ impl Postgres {
         (!text.is_empty()).then(|| text.parse().expect("a number"))
     }
 
+    /// Runs SQL as the superuser (psql), panicking on failure.
+    pub fn sql(&self, statement: &str) {
+        run_ok(
+            Command::new("psql")
+                .args(["-X", "-q", "-d", &self.url, "-c"])
+                .arg(statement),
+            "psql",
+        );
+    }
+
     pub fn seed_value(&self) -> Option<i64> {
         self.counter_value("default", "linode-page")
     }
