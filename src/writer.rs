@@ -646,6 +646,12 @@ impl Writer {
             .iter()
             .map(|(id, group)| (id, group.total()))
             .collect();
+        let record = self.store.kind();
+        let both_down = || {
+            format!(
+                "{record} and Redis are both unreachable; the hit was not counted, try again later"
+            )
+        };
         let counted = match &self.cache {
             Some(cache) if self.cache_breaker.allow() => {
                 match cache.incr_existing(&amounts).await {
@@ -655,18 +661,14 @@ impl Writer {
                     }
                     Err(error) => {
                         self.cache_breaker.record_failure(&error);
-                        Err(
-                            "PostgreSQL and Redis are both unreachable; the hit was not counted, try again later",
-                        )
+                        Err(both_down())
                     }
                 }
             }
-            Some(_) => Err(
-                "PostgreSQL and Redis are both unreachable; the hit was not counted, try again later",
-            ),
-            None => Err(
-                "PostgreSQL is unreachable and no cache is configured; the hit was not counted, try again later",
-            ),
+            Some(_) => Err(both_down()),
+            None => Err(format!(
+                "{record} is unreachable and no cache is configured; the hit was not counted, try again later"
+            )),
         };
         drop(amounts);
 
@@ -686,7 +688,7 @@ impl Writer {
                         "commit failed and Redis is down: hits refused with 503 (if PostgreSQL had in fact committed them, they are recorded)"
                     );
                 }
-                refuse_all(groups, message);
+                refuse_all(groups, &message);
                 return;
             }
         };
@@ -709,7 +711,7 @@ impl Writer {
                     match refused {
                         Incremented::OutOfRange => group.refuse_for(&id, Refusal::OutOfRange),
                         _ => group.refuse(&format!(
-                            "PostgreSQL is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
+                            "{record} is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
                         )),
                     }
                 }
