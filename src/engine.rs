@@ -287,16 +287,21 @@ impl Engine {
         result
     }
 
-    /// A read: refused at once while the store is known to be down, and
-    /// never moving the breaker.
+    /// A read: refused at once while the store is known to be down (but for
+    /// one probe per retry interval, whose success closes the breaker); a
+    /// failed read never opens it.
     async fn read<T>(
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        if !self.store_breaker.is_closed() {
+        if !self.store_breaker.allow() {
             return Err(StoreError::Timeout(Duration::ZERO));
         }
-        call.await
+        let result = call.await;
+        if result.is_ok() {
+            self.store_breaker.record_success();
+        }
+        result
     }
 
     async fn raise_cache(&self, state: Committed) {
@@ -395,20 +400,26 @@ pub struct EngineSettings {
 }
 
 /// Keeps the quota's count of counters close to the record's: recounted
-/// every `QUOTA_REFRESH` (each process's own creations are added at once by
-/// its writer, so the count can lag only by other processes' creations of
-/// the last few seconds). Without a quota there is nothing to count.
+/// every `QUOTA_REFRESH` once the record holds half the quota, six times
+/// less often before (`count(*)` reads the whole table). Each process's own
+/// creations are added at once, so the count lags only by other processes'
+/// creations since the last recount. Without a quota there is nothing to
+/// count.
 async fn refresh_quota(store: Store, quota: Arc<Quota>) {
     if quota.max_counters == 0 {
         return;
     }
-    let mut tick = tokio::time::interval(QUOTA_REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         match store.count_counters().await {
             Ok(counters) => quota.counters.store(counters, Ordering::Relaxed),
             Err(error) => tracing::debug!(%error, "could not count the counters for the quota"),
         }
+        let near = quota.counters.load(Ordering::Relaxed) >= quota.max_counters / 2;
+        tokio::time::sleep(if near {
+            QUOTA_REFRESH
+        } else {
+            QUOTA_REFRESH * 6
+        })
+        .await;
     }
 }

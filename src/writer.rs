@@ -728,13 +728,18 @@ impl Writer {
     async fn flush_backlog(&mut self) -> bool {
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
-            // A counter's pending sum can exceed the range only by
-            // increments that were each in range: seal it in parts.
+            // A counter's pending sum can leave the range only by increments
+            // that were each in range: it is sealed in parts, one per batch.
+            // A batch holds at most `max_batch` counters, so that a split
+            // after a data error numbers its parts below the next batch.
             let mut parts: Vec<Vec<(CounterId, i64)>> = Vec::new();
             for (id, mut held) in pending {
                 let mut i = 0;
                 while held != 0 {
                     let part = held.clamp(-MAX_MAGNITUDE, MAX_MAGNITUDE);
+                    while parts.get(i).is_some_and(|p| p.len() >= self.max_batch) {
+                        i += 1;
+                    }
                     if parts.len() <= i {
                         parts.push(Vec::new());
                     }
@@ -933,6 +938,10 @@ mod tests {
 
     impl Rig {
         fn start(with_cache: bool) -> Self {
+            Self::start_with(with_cache, 1024)
+        }
+
+        fn start_with(with_cache: bool, max_batch: usize) -> Self {
             let store = FakeStore::default();
             let (cache, cache_state) = match with_cache {
                 true => {
@@ -951,7 +960,7 @@ mod tests {
                 cache_breaker: Arc::new(Breaker::new("fake cache", RETRY)),
                 status: status.clone(),
                 quota: quota.clone(),
-                max_batch: 1024,
+                max_batch,
                 batch_linger: Duration::ZERO,
                 retry_interval: RETRY,
             });
@@ -1269,6 +1278,26 @@ mod tests {
         rig.set_store_down(false);
         rig.wait_written().await;
         assert_eq!(rig.recorded("aaa"), Some(1));
+    }
+
+    #[tokio::test]
+    async fn held_increments_are_sealed_in_batches_of_at_most_max_batch_counters() {
+        let rig = Rig::start_with(true, 2);
+        let keys = ["k01", "k02", "k03", "k04", "k05"];
+        for key in keys {
+            rig.seed(key, 0);
+        }
+        rig.set_store_down(true);
+        for key in keys {
+            assert_eq!(rig.hit(key).await, from_cache(1));
+        }
+        rig.set_store_down(false);
+        rig.wait_written().await;
+        for key in keys {
+            assert_eq!(rig.recorded(key), Some(1));
+        }
+        let calls = rig.store.lock().calls.clone();
+        assert!(calls.iter().all(|(_, deltas)| deltas.len() <= 2), "{calls:?}");
     }
 
     #[tokio::test]
