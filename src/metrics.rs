@@ -18,6 +18,15 @@ pub const STORE_UP: &str = "hitcounter_store_up";
 pub const CACHE_UP: &str = "hitcounter_cache_up";
 pub const UNWRITTEN: &str = "hitcounter_unwritten_increments";
 pub const LOST: &str = "hitcounter_lost_increments_total";
+pub const BUILD_INFO: &str = "hitcounter_build_info";
+
+/// The process's own figures (`process_resident_memory_bytes`,
+/// `process_cpu_seconds_total`, `process_open_fds`, ...), read from /proc at
+/// each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -41,6 +50,10 @@ pub fn handle() -> &'static PrometheusHandle {
         // the handle then renders an empty page rather than crashing.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        process_collector().describe();
+        metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        // Present from the start, so that an alert on its increase sees 0.
+        metrics::counter!(LOST).absolute(0);
         handle
     })
 }
@@ -79,6 +92,7 @@ fn describe() {
         "1 when Redis answered its last call, 0 when not, absent without Redis"
     );
     metrics::describe_gauge!(UNWRITTEN, "acknowledged increments not yet in the record");
+    metrics::describe_gauge!(BUILD_INFO, "always 1; the label names the running version");
     metrics::describe_counter!(
         LOST,
         "acknowledged increments the record refused when they were written (should stay 0)"
@@ -127,6 +141,7 @@ pub fn render(store_up: bool, cache_up: Option<bool>, unwritten: i64) -> String 
     }
     metrics::gauge!(UNWRITTEN).set(unwritten as f64);
     let handle = handle();
+    process_collector().collect();
     handle.run_upkeep();
     handle.render()
 }

@@ -1297,7 +1297,10 @@ mod tests {
             assert_eq!(rig.recorded(key), Some(1));
         }
         let calls = rig.store.lock().calls.clone();
-        assert!(calls.iter().all(|(_, deltas)| deltas.len() <= 2), "{calls:?}");
+        assert!(
+            calls.iter().all(|(_, deltas)| deltas.len() <= 2),
+            "{calls:?}"
+        );
     }
 
     #[tokio::test]
