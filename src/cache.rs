@@ -86,6 +86,9 @@ pub enum Incremented {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// `REDIS_URL` is wrong; the message names it and shows a right value.
+    #[error("{0}")]
+    Setting(String),
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
     #[error("Redis error: {0}")]
@@ -123,7 +126,29 @@ impl Cache {
     /// A connection that is made on first use: building it never fails
     /// because the server is down.
     pub fn connect_lazy(url: &str, prefix: &str, timeout: Duration) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url)?;
+        const EXPECTED: &str = "redis://HOST:6379 (rediss:// for TLS)";
+        match url
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase())
+        {
+            Some(scheme)
+                if ["redis", "rediss", "unix", "redis+unix"].contains(&scheme.as_str()) => {}
+            Some(scheme) => {
+                return Err(CacheError::Setting(format!(
+                    "REDIS_URL must be a Redis URL, {EXPECTED}; it is a {scheme}:// URL"
+                )));
+            }
+            None => {
+                return Err(CacheError::Setting(format!(
+                    "REDIS_URL is not a URL; expected {EXPECTED}"
+                )));
+            }
+        }
+        let client = redis::Client::open(url).map_err(|error| {
+            CacheError::Setting(format!(
+                "REDIS_URL is not a valid Redis URL ({error}); expected {EXPECTED}"
+            ))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

@@ -409,10 +409,19 @@ async fn refresh_quota(store: Store, quota: Arc<Quota>) {
     if quota.max_counters == 0 {
         return;
     }
+    let mut counted_once = false;
     loop {
         match store.count_counters().await {
-            Ok(counters) => quota.counters.store(counters, Ordering::Relaxed),
-            Err(error) => tracing::debug!(%error, "could not count the counters for the quota"),
+            Ok(counters) => {
+                quota.counters.store(counters, Ordering::Relaxed);
+                counted_once = true;
+            }
+            // Before the first count the record may not be set up yet: the
+            // start-up reports that, once.
+            Err(error) if counted_once => {
+                tracing::debug!(%error, "could not count the counters for the quota");
+            }
+            Err(_) => {}
         }
         let near = quota.counters.load(Ordering::Relaxed) >= quota.max_counters / 2;
         tokio::time::sleep(if near {

@@ -14,21 +14,31 @@ use crate::http::{AppState, router};
 use crate::store::Store;
 use crate::telemetry::redact_url;
 
-/// Applies migrations, retrying while PostgreSQL is not reachable yet (a
-/// container started before its database), for at most `patience`.
+/// Applies migrations, retrying while the record is not reachable yet (a
+/// container started before its database), for at most `patience`. An error
+/// that waiting cannot mend (credentials, a missing database, a file that
+/// cannot be opened) ends the start at once, naming the setting to fix.
 pub async fn migrate_with_patience(store: &Store, patience: Duration) -> anyhow::Result<()> {
     let give_up = Instant::now() + patience;
+    let mut said = false;
     loop {
         match store.migrate().await {
             Ok(()) => return Ok(()),
-            Err(error) if Instant::now() < give_up => {
-                tracing::warn!(%error, "cannot apply migrations yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
             Err(error) => {
-                return Err(anyhow::anyhow!(
-                    "PostgreSQL unreachable for {patience:?}: {error}"
-                ));
+                if let Some(advice) = error.permanent_at_start() {
+                    return Err(anyhow::anyhow!(advice));
+                }
+                if Instant::now() >= give_up {
+                    return Err(anyhow::anyhow!(
+                        "{} did not answer for {patience:?} (STARTUP_TIMEOUT): {error}; check the host and port in DATABASE_URL and that the server runs",
+                        store.kind()
+                    ));
+                }
+                if !said {
+                    tracing::warn!(%error, "{} cannot be reached yet; retrying for up to {patience:?} (STARTUP_TIMEOUT)", store.kind());
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }

@@ -405,7 +405,7 @@ impl Writer {
                 unwritten,
                 "stopping with acknowledged increments the record never received; they are lost"
             );
-        } else {
+        } else if self.next_seq > SEQ_STRIDE {
             tracing::info!("writer stopped; every acknowledged increment is in the record");
         }
         WriterReport { unwritten }

@@ -68,6 +68,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("counter {0} already exists")]
     AlreadyExists(CounterId),
+    /// A setting is wrong; the message names it and shows a right value.
+    #[error("{0}")]
+    Setting(String),
     #[error(
         "the counter quota is reached; existing counters keep counting, new ones cannot be created"
     )]
@@ -82,7 +85,9 @@ impl StoreError {
     pub fn kind(&self) -> FailureKind {
         match self {
             StoreError::Timeout(_) | StoreError::Migrate(_) => FailureKind::Outage,
-            StoreError::AlreadyExists(_) | StoreError::QuotaFull => FailureKind::Logic,
+            StoreError::AlreadyExists(_) | StoreError::QuotaFull | StoreError::Setting(_) => {
+                FailureKind::Logic
+            }
             #[cfg(test)]
             StoreError::Fake(kind) => *kind,
             StoreError::Sql(error) => match error {
@@ -106,6 +111,67 @@ impl StoreError {
 
     pub fn is_outage(&self) -> bool {
         self.kind() == FailureKind::Outage
+    }
+
+    /// At start: whether waiting cannot help (a wrong setting, credentials,
+    /// a missing database, a file that cannot be opened), as opposed to a
+    /// server that does not answer yet. Then the message names the setting
+    /// to fix, without any secret.
+    pub fn permanent_at_start(&self) -> Option<String> {
+        const PG_URL: &str = "postgres://USER:PASSWORD@HOST:5432/DATABASE";
+        let sql = match self {
+            StoreError::Setting(message) => return Some(message.clone()),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(error)) => error,
+            StoreError::Migrate(error) => {
+                return Some(format!(
+                    "the record's schema does not match this version of hitcounter: {error}"
+                ));
+            }
+            StoreError::Sql(error) => error,
+            _ => return None,
+        };
+        match sql {
+            sqlx::Error::Configuration(error) => Some(format!(
+                "DATABASE_URL is not a valid PostgreSQL URL ({error}); expected {PG_URL}"
+            )),
+            sqlx::Error::Database(db)
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+            {
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .map(|c| c & 0xff);
+                matches!(primary, Some(3 | 8 | 11 | 14 | 23 | 26)).then(|| {
+                    format!(
+                        "SQLITE_PATH: the SQLite record cannot be opened or written ({}); its folder must exist and be writable, e.g. SQLITE_PATH=./hitcounter.db",
+                        db.message()
+                    )
+                })
+            }
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                Some("28P01") => Some(format!(
+                    "DATABASE_URL: PostgreSQL refused the password ({}); check USER and PASSWORD in {PG_URL}",
+                    db.message()
+                )),
+                Some("28000") => Some(format!(
+                    "DATABASE_URL: PostgreSQL does not let this user in ({}); check USER in {PG_URL} and the server's pg_hba.conf",
+                    db.message()
+                )),
+                Some("3D000") => Some(format!(
+                    "DATABASE_URL: {}; create it (createdb DATABASE) or fix DATABASE in {PG_URL}",
+                    db.message()
+                )),
+                Some("42501") => Some(format!(
+                    "DATABASE_URL: the user may not create the service's tables ({}); give it ownership of the database",
+                    db.message()
+                )),
+                _ => None,
+            },
+            sqlx::Error::Io(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                Some(format!("the record cannot be opened: {error}"))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -283,8 +349,26 @@ impl Store {
         timeout: Duration,
     ) -> Result<Self, StoreError> {
         Ok(match database_url {
-            Some(url) => Store::Postgres(PgStore::connect_lazy(url, pool_size, timeout)?),
-            None => Store::Sqlite(SqliteStore::open(sqlite_path, timeout)?),
+            Some(url) => {
+                check_postgres_url(url)?;
+                Store::Postgres(
+                    PgStore::connect_lazy(url, pool_size, timeout)
+                        .map_err(|e| e.permanent_at_start().map_or(e, StoreError::Setting))?,
+                )
+            }
+            None => {
+                let folder = match sqlite_path.parent() {
+                    Some(folder) if !folder.as_os_str().is_empty() => folder,
+                    _ => std::path::Path::new("."),
+                };
+                if !folder.is_dir() {
+                    return Err(StoreError::Setting(format!(
+                        "SQLITE_PATH: the folder {} does not exist; create it or choose another file, e.g. SQLITE_PATH=./hitcounter.db",
+                        folder.display()
+                    )));
+                }
+                Store::Sqlite(SqliteStore::open(sqlite_path, timeout)?)
+            }
         })
     }
 
@@ -392,6 +476,27 @@ impl Store {
     }
 }
 
+/// Refuses a `DATABASE_URL` that is not a PostgreSQL URL, saying what was
+/// given (its scheme only: the rest may hold a password).
+fn check_postgres_url(url: &str) -> Result<(), StoreError> {
+    const EXPECTED: &str = "postgres://USER:PASSWORD@HOST:5432/DATABASE";
+    match url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase())
+    {
+        Some(scheme) if scheme == "postgres" || scheme == "postgresql" => Ok(()),
+        Some(scheme) if scheme.starts_with("sqlite") => Err(StoreError::Setting(format!(
+            "DATABASE_URL names a SQLite database ({scheme}://...); for the embedded SQLite record leave DATABASE_URL unset and set SQLITE_PATH, e.g. SQLITE_PATH=./hitcounter.db"
+        ))),
+        Some(scheme) => Err(StoreError::Setting(format!(
+            "DATABASE_URL must be a PostgreSQL URL ({EXPECTED}); it is a {scheme}:// URL"
+        ))),
+        None => Err(StoreError::Setting(format!(
+            "DATABASE_URL is not a URL; expected {EXPECTED}"
+        ))),
+    }
+}
+
 async fn bounded<T>(
     timeout: Duration,
     fut: impl Future<Output = Result<T, sqlx::Error>>,
@@ -439,6 +544,22 @@ fn fill_days(recorded: Vec<DayCount>, days: u32, today: i64) -> Vec<DayCount> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_urls_of_other_kinds_are_refused_naming_the_setting() {
+        assert!(check_postgres_url("postgres://u:p@h:5432/d").is_ok());
+        assert!(check_postgres_url("PostgreSQL://h/d").is_ok());
+        for (url, says) in [
+            ("mysql://u:secret@h/d", "it is a mysql:// URL"),
+            ("sqlite://x.db", "SQLITE_PATH"),
+            ("postgres//localhost/x", "is not a URL"),
+        ] {
+            let message = check_postgres_url(url).unwrap_err().to_string();
+            assert!(message.starts_with("DATABASE_URL"), "{message}");
+            assert!(message.contains(says), "{message}");
+            assert!(!message.contains("secret"), "{message}");
+        }
+    }
 
     #[test]
     fn format_day_matches_known_dates() {
