@@ -129,3 +129,14 @@ fn a_server_that_does_not_answer_is_waited_for_startup_timeout_said_once() {
     );
     assert!(!output.contains("secret"), "{output}");
 }
+
+#[test]
+fn a_wrong_password_is_refused_at_once_naming_database_url() {
+    let pg = Postgres::start_with_password("right-password");
+    let wrong = pg.url.replace("right-password", "secret-but-wrong");
+    assert_refused(
+        &[("DATABASE_URL", &wrong)],
+        "DATABASE_URL",
+        "refused the password",
+    );
+}

@@ -114,6 +114,16 @@ impl Postgres {
 
     /// A server of this test's own (for tests that stop and start it).
     pub fn start() -> Self {
+        Self::start_with_auth(None)
+    }
+
+    /// A server of this test's own whose TCP connections need `password`
+    /// (SCRAM) for the user `postgres`; `url` carries it.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with_auth(Some(password))
+    }
+
+    fn start_with_auth(password: Option<&str>) -> Self {
         let bindir = pg_bindir();
         let dir = tempfile::Builder::new().prefix("hc-pg-").tempdir().unwrap();
         if is_root() {
@@ -125,24 +135,32 @@ impl Postgres {
             );
         }
         let data = dir.path().join("data");
-        run_ok(
-            pg_command(&bindir, "initdb")
-                .args([
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                    "-D",
-                ])
-                .arg(&data),
-            "initdb",
-        );
+        let mut initdb = pg_command(&bindir, "initdb");
+        initdb.args(["-U", "postgres", "--no-sync", "-E", "UTF8"]);
+        match password {
+            None => initdb.args(["-A", "trust"]),
+            Some(password) => {
+                let pwfile = dir.path().join("pwfile");
+                std::fs::write(&pwfile, password).unwrap();
+                if is_root() {
+                    run_ok(
+                        Command::new("chown").arg("postgres").arg(&pwfile),
+                        "chown pwfile",
+                    );
+                }
+                initdb
+                    .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                    .arg(format!("--pwfile={}", pwfile.display()))
+            }
+        };
+        run_ok(initdb.arg("-D").arg(&data), "initdb");
         let port = free_port();
+        let user = match password {
+            None => "postgres".to_string(),
+            Some(password) => format!("postgres:{password}"),
+        };
         let pg = Self {
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            url: format!("postgres://{user}@127.0.0.1:{port}/postgres"),
             dir,
             bindir,
             port,
