@@ -569,6 +569,9 @@ impl App {
         cmd.env_clear()
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("RETRY_INTERVAL", "200ms")
+            // No per-client limit unless a test sets one (a later .env wins):
+            // load tests send thousands of requests from one address.
+            .env("RATE_LIMIT", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(url) = config.database_url {
@@ -687,6 +690,16 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
+
+/// A client whose connections come from `source` (e.g. 127.0.0.2): a
+/// different client to the app than one on 127.0.0.1.
+pub fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .local_address(Some(source.parse().expect("a source address")))
         .build()
         .unwrap()
 }
