@@ -3,7 +3,7 @@
 #
 #   bash e2e/run.sh            (as root; .ci/run calls it with CI=true)
 #
-# 1. Installs docker.io, docker-compose, debootstrap (and curl, python3) if
+# 1. Installs docker.io, docker-compose, debootstrap (and curl, python3, openssl) if
 #    missing, and starts dockerd if none is running (and stops it at the end).
 # 2. Builds local stand-ins for the public base images once (e2e/images.sh)
 #    and reuses them afterwards.
@@ -125,6 +125,7 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
