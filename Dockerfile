@@ -7,8 +7,11 @@
 # prints, copied from the builder, so they always match the glibc it was built
 # with). glibc >= 2.34 carries the "files" and "dns" NSS modules inside
 # libc.so.6, so resolving compose service names (postgres, redis) works with no
-# other file than /etc/nsswitch.conf. No shell, no package manager, no CA
-# bundle (the service makes no TLS connections).
+# other file than /etc/nsswitch.conf. No shell, no package manager. The
+# builder's CA bundle (/etc/ssl/certs/ca-certificates.crt, about 0.2 MB) is
+# copied: TLS to a managed Redis (rediss://) verifies the server against it
+# (sqlx carries its own public roots; a private CA is given in the URLs or with
+# SSL_CERT_FILE, see README "TLS to the databases").
 #
 # Base images are build arguments whose defaults are the public images; a
 # machine with no registry passes its own (see e2e/compose.override.yaml).
@@ -44,12 +47,14 @@ RUN touch src/main.rs src/lib.rs \
  && ./target/release/hitcounter --version
 
 # 3. The runtime file tree: the binary, each shared library ldd lists (at the
-#    path the dynamic loader looks for it), and the few /etc files a process
-#    expects. Fails the build if the binary needs a library ldd cannot find.
+#    path the dynamic loader looks for it), the CA bundle, and the few /etc
+#    files a process expects. Fails the build if the binary needs a library
+#    ldd cannot find, or if the builder has no CA bundle.
 RUN set -eu; \
     bin=target/release/hitcounter; \
-    mkdir -p /out/etc; \
+    mkdir -p /out/etc/ssl/certs; \
     cp "$bin" /out/hitcounter; \
+    cp -L /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt; \
     if ldd "$bin" | grep -q 'not found'; then ldd "$bin"; exit 1; fi; \
     for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do \
         mkdir -p "/out$(dirname "$lib")"; \

@@ -276,6 +276,9 @@ class Stack:
                 # tokio sizes its pool from the cgroup quota, so a replica runs
                 # one worker thread. Unlimited here, it would start one per core.
                 TOKIO_WORKER_THREADS="1",
+                # wrk is one client (127.0.0.1): the app's per-client limit
+                # off, so the bench measures the hot path, not the limit.
+                RATE_LIMIT="0",
             )
             for item in self.args.app_env:
                 key, _, value = item.partition("=")
@@ -317,6 +320,7 @@ class Stack:
         derived = nginxconf.derive(
             source, str(source_path.parent), self.app_ports, self.nginx_port, str(prefix),
             access_log=self.args.nginx_access_log, overrides=overrides,
+            template_env=nginxconf.BENCH_LIMITS,
         )
         self.nginx_conf_text = derived.text
         self.nginx_notes = derived.notes

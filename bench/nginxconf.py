@@ -12,9 +12,15 @@ and only what ties it to Docker or to the system is changed:
   error and access logs and the *_temp_path directories go to the bench's
   temporary prefix;
 - `include` of a file that exists on this machine is kept, of a project file
-  (nginx/<name>) is inlined, otherwise dropped;
+  (nginx/<name>) is inlined, of a file the image renders from a template
+  (nginx/templates/<name>.template, the official image's envsubst start) is
+  rendered with `template_env` and inlined, otherwise dropped;
 - one location is added, `location = /__bench_static { return 200 "ok"; }`:
   nginx answering by itself, the ceiling of the proxy.
+
+The bench renders the per-client limits with BENCH_LIMITS: the same
+directives as deployed (their cost stays in the measurement) with values no
+benchmark reaches, so it measures the hot path, not the limits.
 
 Everything else (keepalive to the upstream, proxy_http_version, buffers,
 timeouts, retries, log format, worker_processes, worker_connections) is the
@@ -30,6 +36,14 @@ import re
 from dataclasses import dataclass, field
 
 STATIC_PATH = "/__bench_static"
+
+# nginx/templates/limits.conf.template's variables for the bench: limits that
+# never trigger (wrk drives every connection from 127.0.0.1, one client).
+BENCH_LIMITS = {
+    "NGINX_LIMIT_RATE": "1000000r/s",
+    "NGINX_LIMIT_BURST": "1000000",
+    "NGINX_LIMIT_CONN": "60000",
+}
 
 
 @dataclass
@@ -134,6 +148,18 @@ def _walk(nodes: list[Node]):
             yield from _walk(node.block)
 
 
+def envsubst(text: str, env: dict[str, str]) -> str:
+    """${NAME} -> env[NAME], as envsubst does with a list of names; a ${NAME}
+    the bench has no value for is an error (nginx would fail on it)."""
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) not in env:
+            raise ValueError(f"nginx template needs {m.group(1)}: add it to nginxconf.BENCH_LIMITS")
+        return env[m.group(1)]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, text)
+
+
 @dataclass
 class Derived:
     text: str
@@ -148,6 +174,7 @@ def derive(
     prefix: str,
     access_log: str = "project",  # project | off | buffered
     overrides: dict[str, str] | None = None,
+    template_env: dict[str, str] | None = None,
 ) -> Derived:
     """Returns the bench configuration and notes on what was changed."""
     overrides = dict(overrides or {})
@@ -166,6 +193,13 @@ def derive(
                     with open(local) as f:
                         result.extend(fix_includes(parse(f.read())))
                     notes.append(f"inlined include {path} from nginx/{os.path.basename(path)}")
+                elif os.path.isfile(template := os.path.join(source_dir, "templates", os.path.basename(path) + ".template")):
+                    with open(template) as f:
+                        text = envsubst(f.read(), template_env or {})
+                    result.extend(fix_includes(parse(text)))
+                    used = sorted(k for k in (template_env or {}) if "${" + k + "}" in open(template).read())
+                    notes.append(f"rendered include {path} from nginx/templates/{os.path.basename(template)} with "
+                                 + ", ".join(f"{k}={template_env[k]}" for k in used))
                 else:
                     notes.append(f"dropped include {path} (not on this machine)")
                 continue
@@ -323,7 +357,8 @@ if __name__ == "__main__":  # print the derived config, for a look
 
     path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "nginx", "nginx.conf")
     with open(path) as f:
-        d = derive(f.read(), os.path.dirname(os.path.abspath(path)), [8001, 8002], 8080, "/tmp/bench-nginx")
+        d = derive(f.read(), os.path.dirname(os.path.abspath(path)), [8001, 8002], 8080, "/tmp/bench-nginx",
+                   template_env=BENCH_LIMITS)
     print(d.text)
     for note in d.notes:
         print("#", note, file=sys.stderr)

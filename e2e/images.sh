@@ -6,7 +6,9 @@
 #   hitcounter-e2e/rust:1.95-slim-bookworm  + gcc, this machine's Rust toolchain and CA bundle
 #   hitcounter-e2e/postgres:15              + Debian's postgresql-15, official-image entrypoint conventions
 #   hitcounter-e2e/redis:7                  + Debian's redis-server
-#   hitcounter-e2e/nginx:1.22               + Debian's nginx-light
+#   hitcounter-e2e/nginx:1.22               + Debian's nginx-light, gettext-base (the
+#                                             official image's templates/envsubst start)
+#   hitcounter-e2e/client:bookworm          + python3: the e2e's distinct clients
 #
 # Each image is built once and reused while its inputs are unchanged (a hash
 # of them is kept in the label hitcounter.e2e.inputs). Nothing is pulled.
@@ -21,6 +23,7 @@ RUST_IMAGE="hitcounter-e2e/rust:1.95-slim-bookworm"
 POSTGRES_IMAGE="hitcounter-e2e/postgres:15"
 REDIS_IMAGE="hitcounter-e2e/redis:7"
 NGINX_IMAGE="hitcounter-e2e/nginx:1.22"
+CLIENT_IMAGE="hitcounter-e2e/client:bookworm"
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
@@ -144,6 +147,7 @@ build_all_standins() {
     build_standin postgres "$POSTGRES_IMAGE" "$IMAGES_DIR/postgres"
     build_standin redis "$REDIS_IMAGE" "$IMAGES_DIR/redis"
     build_standin nginx "$NGINX_IMAGE" "$IMAGES_DIR/nginx"
+    build_standin client "$CLIENT_IMAGE" "$IMAGES_DIR/client"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -11,10 +11,22 @@
   load.py analyze FILE [--from T] [--to T]
       Prints a JSON summary: requests, ok, failed (non-200 or no answer),
       first errors, per-client regressions (a client seeing a number not
-      above its previous one), duplicate numbers across clients, and the
-      highest number seen in the window.
+      above its previous one), duplicate numbers across clients, the
+      highest number seen in the window, and the count of each status.
 
-Standard library only. Traffic goes only to the URL given (127.0.0.1).
+  load.py request --url URL [--method M] [--header "Name: value"]...
+      One request; prints "<status> <body>" (for checks from a container).
+
+  load.py slowloris --host H --port P --connections N --hold SECONDS
+      Keeps N connections open for SECONDS, each sending a partial request
+      head and then one more header line every second, never the blank line
+      that ends the head; one the server closes is replaced. Prints a JSON
+      summary: opened, most open at once, how many the server closed and
+      their median age then.
+
+Standard library only. Traffic goes only to the URL or host given: 127.0.0.1
+from the host, or the stack's own nginx container from a client container on
+the e2e's own Docker network.
 """
 
 import argparse
@@ -22,6 +34,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -129,8 +142,79 @@ def analyze(args):
         "min": min(numbers) if numbers else None,
         "max": max(numbers) if numbers else None,
         "seconds": round(rows[-1][0] - rows[0][0], 1) if rows else 0,
+        "statuses": {str(s): sum(1 for r in rows if r[2] == s) for s in sorted({r[2] for r in rows})},
     }
     print(json.dumps(summary))
+
+
+def request(args):
+    url = urllib.parse.urlsplit(args.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10)
+    headers = dict(h.split(":", 1) for h in args.header)
+    conn.request(args.method, url.path or "/", headers={k.strip(): v.strip() for k, v in headers.items()})
+    resp = conn.getresponse()
+    body = resp.read().decode("utf-8", "replace").strip()
+    print(resp.status, body)
+
+
+def slowloris(args):
+    """Keeps `connections` half-open requests for `hold` seconds: each second,
+    every open one gets another header line, and one the server closed is
+    replaced by a new one, as a slowloris tool does."""
+    deadline = time.time() + args.hold
+    opened_at = {}
+    ages_at_close = []
+    failed_connects = 0
+
+    def open_one(i):
+        nonlocal failed_connects
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            s.connect((args.host, args.port))
+            s.sendall(f"GET /?slow={i} HTTP/1.1\r\nHost: {args.host}\r\n".encode())
+        except OSError:
+            failed_connects += 1
+            s.close()
+            return
+        s.setblocking(False)
+        opened_at[s] = time.time()
+
+    total = 0
+    most_open = 0
+    while time.time() < deadline:
+        for s in list(opened_at):
+            try:
+                if s.recv(1024) == b"":
+                    raise ConnectionResetError
+                continue  # the server answered something: not ours to keep
+            except BlockingIOError:
+                try:
+                    s.send(b"X-Slow: 1\r\n")
+                    continue
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+            except OSError:
+                pass
+            ages_at_close.append(time.time() - opened_at.pop(s))
+            s.close()
+        while len(opened_at) < args.connections and time.time() < deadline:
+            open_one(total)
+            total += 1
+        most_open = max(most_open, len(opened_at))
+        time.sleep(1)
+    for s in opened_at:
+        s.close()
+    ages_at_close.sort()
+    print(json.dumps({
+        "opened": total - failed_connects,
+        "failed_connects": failed_connects,
+        "most_open_at_once": most_open,
+        "closed_by_server": len(ages_at_close),
+        "median_age_at_close_s": round(ages_at_close[len(ages_at_close) // 2], 1) if ages_at_close else None,
+    }))
 
 
 def main():
@@ -144,15 +228,21 @@ def main():
     r.add_argument("--max-requests", type=int, default=None)
     r.add_argument("--stop-file")
     r.add_argument("--pause", type=float, default=0.0)
+    q = sub.add_parser("request")
+    q.add_argument("--url", required=True)
+    q.add_argument("--method", default="GET")
+    q.add_argument("--header", action="append", default=[])
+    w = sub.add_parser("slowloris")
+    w.add_argument("--host", required=True)
+    w.add_argument("--port", type=int, default=80)
+    w.add_argument("--connections", type=int, default=100)
+    w.add_argument("--hold", type=float, default=10)
     a = sub.add_parser("analyze")
     a.add_argument("file")
     a.add_argument("--from", dest="from_", type=float)
     a.add_argument("--to", type=float)
     args = p.parse_args()
-    if args.cmd == "run":
-        run(args)
-    else:
-        analyze(args)
+    {"run": run, "analyze": analyze, "request": request, "slowloris": slowloris}[args.cmd](args)
 
 
 if __name__ == "__main__":

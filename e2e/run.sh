@@ -3,16 +3,26 @@
 #
 #   bash e2e/run.sh            (as root; .ci/run calls it with CI=true)
 #
-# 1. Installs docker.io, docker-compose, debootstrap (and curl, python3) if
+# 1. Installs docker.io, docker-compose, debootstrap (and curl, python3, openssl) if
 #    missing, and starts dockerd if none is running (and stops it at the end).
 # 2. Builds local stand-ins for the public base images once (e2e/images.sh)
 #    and reuses them afterwards.
 # 3. Builds the app image from the project's own Dockerfile and the nginx
 #    image from nginx/, and starts the project's own compose.yaml with
-#    e2e/compose.override.yaml (image names and build args only), published on
-#    127.0.0.1:<free port>, under a unique compose project name.
+#    e2e/compose.override.yaml (image names, build args, the `edge` network)
+#    and compose.tls.yaml (HTTPS with a self-signed certificate made here with
+#    openssl), published on 127.0.0.1:<free ports>, under a unique compose
+#    project name.
 # 4. Runs the checks, each printing PASS/FAIL and its figure, and ends with
 #    "N passed, M failed" (exit 1 if any failed).
+#
+# Limits: the load phases (seed to ephemeral) drive the stack from the host,
+# where every client reaches nginx from one address (the bridge gateway), so
+# they run with nginx limits that never trigger (NGINX_LIMIT_RATE=100000r/s,
+# burst 100000, 10000 requests at once) and the app's RATE_LIMIT=0. The edge
+# checks at the end recreate nginx with the limits of .env (the shipped
+# defaults) and drive it from containers of the run's own on the `edge`
+# network, each with an address of its own (e2e/compose.override.yaml).
 # Everything of its compose project (containers, networks, volume) is removed
 # on exit, even on failure; the stand-in and app images stay as a cache.
 #
@@ -32,6 +42,7 @@ DOCKERD_PID=""
 PROJECT=""
 TMP=""
 LOAD_PIDS=()
+CLIENT_CONTAINERS=()
 
 say() { printf '[e2e %s] %s\n' "$(date +%T)" "$*"; }
 now() { date +%s.%N; }
@@ -71,6 +82,8 @@ cleanup() {
         printf 'FAIL  %-34s %s\n' "run completed" "stopped early with exit code $rc"
     fi
     for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    # The edge clients first: their network cannot be removed while they run.
+    for c in "${CLIENT_CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1; done
     if [ -n "$PROJECT" ]; then
         if [ "${E2E_KEEP:-}" = 1 ]; then
             say "E2E_KEEP=1: stack $PROJECT left running on $BASE"
@@ -112,6 +125,7 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     say "installing ${missing[*]}"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
@@ -140,10 +154,24 @@ PROJECT="hce2e$(date +%s)$$"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BASE="http://127.0.0.1:$PORT"
 export HTTP_PORT="127.0.0.1:$PORT"
+TLS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export HTTPS_PORT="127.0.0.1:$TLS_PORT"
 FRONT_NET="${PROJECT}_front"
+EDGE_NET="${PROJECT}_edge"
+
+# HTTPS: a self-signed certificate for 127.0.0.1, mounted by compose.tls.yaml.
+mkdir -p "$TMP/tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" >"$TMP/openssl.log" 2>&1 \
+    || { cat "$TMP/openssl.log"; setup_failed "openssl: self-signed certificate"; }
+export TLS_CERT="$TMP/tls/cert.pem" TLS_KEY="$TMP/tls/key.pem"
+
+# Limits for the load phases (see the top); the edge checks unset these.
+export NGINX_LIMIT_RATE=100000r/s NGINX_LIMIT_BURST=100000 NGINX_LIMIT_CONN=10000 RATE_LIMIT=0
 
 docker volume ls -q >"$TMP/volumes.before"
-dc() { "${COMPOSE_CMD[@]}" -p "$PROJECT" -f "$ROOT/compose.yaml" -f "$E2E_DIR/compose.override.yaml" "$@"; }
+dc() { "${COMPOSE_CMD[@]}" -p "$PROJECT" -f "$ROOT/compose.yaml" -f "$E2E_DIR/compose.override.yaml" -f "$ROOT/compose.tls.yaml" "$@"; }
 
 say "compose: ${COMPOSE_CMD[*]} ($("${COMPOSE_CMD[@]}" version --short 2>/dev/null || true)); project $PROJECT; published on $HTTP_PORT"
 
@@ -193,6 +221,16 @@ load_start() {
     LOAD_PID=$!
 }
 load_stop() { touch "$TMP/$1.stop"; wait "$LOAD_PID"; }
+# edge_client NAME IP LOAD.PY-ARGS...: e2e/load.py in a container of the run's
+# own on the `edge` network, at address IP; its files go to $TMP (/out).
+edge_client() {
+    local name="${PROJECT}-client-$1" ip=$2
+    shift 2
+    CLIENT_CONTAINERS+=("$name")
+    docker run --rm --name "$name" --network "$EDGE_NET" --ip "$ip" \
+        --ulimit nofile=8192:8192 -v "$E2E_DIR:/e2e:ro" -v "$TMP:/out" \
+        "$CLIENT_IMAGE" python3 /e2e/load.py "$@"
+}
 # analyze NAME [--from T] [--to T] -> JSON; field JSON KEY
 analyze() { local n=$1; shift; python3 "$E2E_DIR/load.py" analyze "$TMP/$n.load" "$@"; }
 field() { python3 -c "import json,sys; v=json.loads(sys.argv[1])[sys.argv[2]]; print('' if v is None else v)" "$1" "$2"; }
@@ -382,3 +420,77 @@ wait_ready 120; again=$(since "$t")
 b=$(body /)
 check "ephemeral: down -v/up starts at 1" "$(is [ "$b" = "Hello Linode! This page has been viewed 1 time(s)." ])" \
     "'$b' (first 200 after ${again}s)"
+
+# ------------------------------------------------------------ the edge ---
+# nginx with the deployment's own limits (.env), clients with addresses of
+# their own on the `edge` network (198.18.0.0/24: not a private range).
+say "edge: nginx recreated with the limits of .env"
+edge_started=$(now)
+unset NGINX_LIMIT_RATE NGINX_LIMIT_BURST NGINX_LIMIT_CONN
+dc up -d nginx >>"$TMP/up.log" 2>&1
+wait_ready 60 || say "WARNING: no 200 through nginx after recreating it"
+nginx_c=$(container_of nginx)
+limits=$(docker exec "$nginx_c" sh -c 'grep -h "^limit_" /etc/nginx/conf.d/limits.conf' | tr '\n' ' ' | sed 's/  */ /g')
+say "nginx limits: $limits"
+
+# Redis is bounded below its container's memory limit and evicts.
+redis_c=$(container_of redis)
+policy=$(docker exec "$redis_c" redis-cli config get maxmemory-policy | tail -n 1)
+maxmem=$(docker exec "$redis_c" redis-cli config get maxmemory | tail -n 1)
+memlimit=$(docker inspect -f '{{.HostConfig.Memory}}' "$redis_c")
+check "edge: redis bounded, evicting" "$(is all '[ "$policy" = allkeys-lru ]' '[ "$maxmem" -gt 0 ]' '[ "$maxmem" -lt "$memlimit" ]')" \
+    "maxmemory $maxmem B (container limit $memlimit B), policy $policy"
+
+# Unknown methods never reach the app.
+code=$(curl -sS -m 5 -o "$TMP/405.body" -w '%{http_code}' -X FOO "$BASE/" || true)
+check "edge: unknown method refused" "$(is all '[ "$code" = 405 ]' 'grep -q "\"error\"" "$TMP/405.body"')" \
+    "FOO / -> $code $(head -c 100 "$TMP/405.body")"
+
+# (a) A flood from one client gets 429s; another client's hits all succeed.
+say "edge: flood from 198.18.0.10 while 198.18.0.11 counts at 5/s"
+edge_client flood 198.18.0.10 run --url http://nginx/ --out /out/flood.load --clients 8 \
+    --max-seconds 5 --max-requests 50000 >"$TMP/flood.out" 2>&1 &
+LOAD_PIDS+=($!); flood_pid=$!
+sleep 1
+edge_client quiet 198.18.0.11 run --url http://nginx/ --out /out/quiet.load --clients 1 \
+    --pause 0.2 --max-seconds 3 --max-requests 100 >"$TMP/quiet.out" 2>&1
+wait "$flood_pid"
+flood=$(analyze flood); quiet=$(analyze quiet)
+rejected=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['statuses'].get('429', 0))" "$flood")
+first_errors=$(field "$flood" errors)
+check "edge: a flood gets 429s" "$(is all '[ "$rejected" -gt 0 ]' 'grep -q "429 {\"error\"" <<<"$first_errors"')" \
+    "flood: $(field "$flood" requests) requests in $(field "$flood" seconds)s, $(field "$flood" ok) counted, $rejected refused with 429; first: ${first_errors:0:110}"
+check "edge: another client unaffected" "$(is all '[ "$(field "$quiet" failed)" = 0 ]' '[ "$(field "$quiet" ok)" -ge 10 ]')" \
+    "other client: $(field "$quiet" ok) of $(field "$quiet" requests) answered 200 during the flood"
+
+# (b) A slowloris from one client does not stop another client's requests.
+say "edge: 3000 half-open connections from 198.18.0.12 while 198.18.0.11 counts"
+edge_client slow 198.18.0.12 slowloris --host nginx --port 80 --connections 3000 --hold 9 \
+    >"$TMP/slow.json" 2>"$TMP/slow.err" &
+LOAD_PIDS+=($!); slow_pid=$!
+sleep 3
+edge_client quiet2 198.18.0.11 run --url http://nginx/ --out /out/quiet2.load --clients 1 \
+    --pause 0.2 --max-seconds 4 --max-requests 100 >"$TMP/quiet2.out" 2>&1
+wait "$slow_pid"
+slow=$(cat "$TMP/slow.json"); quiet=$(analyze quiet2)
+check "edge: slowloris held" "$(is all '[ "$(field "$slow" most_open_at_once)" -ge 2000 ]' '[ "$(field "$slow" closed_by_server)" -gt 0 ]')" \
+    "attacker: ${slow:-$(head -c 200 "$TMP/slow.err")} (nginx cuts a head after client_header_timeout 5s)"
+check "edge: another client unaffected" "$(is all '[ "$(field "$quiet" failed)" = 0 ]' '[ "$(field "$quiet" ok)" -ge 10 ]')" \
+    "other client: $(field "$quiet" ok) of $(field "$quiet" requests) answered 200 during the slowloris; errors $(field "$quiet" errors)"
+
+# (c) /resetcounter from outside the private networks is refused, also with
+# a forged X-Forwarded-For (nginx overwrites it).
+n_before=$(number_of "$(body /)")
+r1=$(edge_client out1 198.18.0.13 request --url http://nginx/resetcounter 2>&1)
+r2=$(edge_client out2 198.18.0.13 request --url http://nginx/resetcounter \
+    --header "X-Forwarded-For: 127.0.0.1" --header "X-Real-IP: 127.0.0.1" 2>&1)
+n_after=$(number_of "$(body /)")
+check "edge: reset from outside refused" "$(is all '[ "${r1%% *}" = 403 ]' '[ "${r2%% *}" = 403 ]' '[ "${n_after:-0}" -gt "${n_before:-0}" ]')" \
+    "198.18.0.13: '${r1:0:110}'; with X-Forwarded-For: 127.0.0.1: '${r2%% *}'; count $n_before -> $n_after"
+
+# (d) HTTPS on 443 with the certificate mounted from the host.
+b=$(curl -sS -m 10 --cacert "$TMP/tls/cert.pem" "https://127.0.0.1:$TLS_PORT/" 2>&1)
+unverified=$(curl -sS -m 10 -o /dev/null "https://127.0.0.1:$TLS_PORT/" 2>&1 | head -n 1)
+check "edge: HTTPS with the mounted certificate" "$(is all 'grep -Eq "^Hello Linode! This page has been viewed [0-9]+ time\(s\)\.$" <<<"$b"' '[ -n "$unverified" ]')" \
+    "curl --cacert https://127.0.0.1:$TLS_PORT/ -> '$b'; without the CA: '$unverified'"
+say "edge checks took $(since "$edge_started")s"

@@ -136,34 +136,41 @@ pub enum Admin {
 }
 
 /// Checks `Authorization: Bearer <token>` against `ADMIN_TOKEN` and the
-/// counter's admin key, in constant time. 401 without a token, 403 with a
-/// wrong one.
+/// counter's admin key. Both sides are compared as SHA-256 digests in
+/// constant time, so neither the time nor an early exit on length tells
+/// anything about the token. 401 without a token, 403 with a wrong one
+/// (which [`crate::http`] counts against the client).
 pub fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     counter: Option<&CounterInfo>,
 ) -> Result<Admin, AppError> {
     let given = bearer(headers).ok_or(AppError::Unauthorized)?;
+    let given_digest = Sha256::digest(given.as_bytes());
     if let Some(token) = &state.admin_token
-        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+        && bool::from(given_digest.ct_eq(&Sha256::digest(token.as_bytes())))
     {
         return Ok(Admin::Service);
     }
     if let Some(hash) = counter.and_then(|c| c.admin_key_hash.as_deref())
-        && bool::from(hash_admin_key(given).as_bytes().ct_eq(hash.as_bytes()))
+        && bool::from(hex::encode(given_digest).as_bytes().ct_eq(hash.as_bytes()))
     {
         return Ok(Admin::Counter);
     }
     Err(AppError::Forbidden)
 }
 
+/// The token of `Authorization: Bearer <token>`; the scheme's case does
+/// not matter (RFC 9110 section 11.1).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
+    let value = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .trim_start();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The namespace path parameter, for the OpenAPI description.
@@ -449,12 +456,13 @@ pub async fn delete(
         ("key" = Option<String>, Query, description = "default: a random UUID"),
         ("value" = Option<i64>, Query, description = "initial value, default 0"),
         ("enable_reset" = Option<bool>, Query, description = "whether the admin key may set and reset it, default false"),
-        ("update_lowerbound" = Option<i64>, Query, description = "smallest amount `/update` accepts, default -1"),
+        ("update_lowerbound" = Option<i64>, Query, description = "smallest amount `/update` accepts, default 0 (CountAPI: -1): anonymous clients can only count up unless a negative bound is given here"),
         ("update_upperbound" = Option<i64>, Query, description = "largest amount `/update` accepts, default 1"),
     ),
     responses(
         (status = 200, body = CreatedBody),
         (status = 400, body = ErrorBody),
+        (status = 403, description = "the seed page's counter (default/linode-page) is reserved", body = ErrorBody),
         (status = 409, description = "the counter exists", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
@@ -467,7 +475,12 @@ pub async fn create(
         None => random_uuid(),
     };
     let id = CounterId::parse(params.str("namespace"), &key).map_err(AppError::BadRequest)?;
-    let lower = params.int("update_lowerbound")?.unwrap_or(-1);
+    // Its admin key would let a stranger set the page at `/`.
+    if id == CounterId::seed_page() {
+        return Err(AppError::Reserved(id));
+    }
+    // Anonymous `/update` may only count up unless the creator opts in.
+    let lower = params.int("update_lowerbound")?.unwrap_or(0);
     let upper = params.int("update_upperbound")?.unwrap_or(1);
     if lower > upper {
         return Err(AppError::BadRequest(format!(
@@ -730,6 +743,22 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         assert!(crate::counter::validate_name("key", &id).is_ok());
         assert_ne!(random_uuid(), id);
+    }
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(axum::http::header::AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer tok", "bearer tok", "BEARER  tok ", " bEaReR tok"] {
+            assert_eq!(bearer(&with_authorization(value)), Some("tok"), "{value}");
+        }
+        for value in ["Basic dG9rOg==", "Bearer", "Bearer ", "Bearertok"] {
+            assert_eq!(bearer(&with_authorization(value)), None, "{value}");
+        }
     }
 
     #[test]

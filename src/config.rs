@@ -153,11 +153,57 @@ pub struct ServeArgs {
     pub max_counters: u64,
 
     /// Bearer token that protects /resetcounter and may change every counter
-    /// of the API. When unset or empty, /resetcounter is open to anyone (as
-    /// in the original guide) and a warning is logged at start.
+    /// of the API; at least 16 characters (a shorter one is refused at
+    /// start). When unset or empty, /resetcounter answers only clients in
+    /// LOCAL_NETWORKS (as `curl localhost/resetcounter` in the original
+    /// guide) and a warning is logged at start.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    // --- Facing the internet: client identity, limits, connections. ---
+    /// Comma-separated CIDRs of reverse proxies whose X-Forwarded-For (or
+    /// X-Real-IP) names the client: the right-most address in it that is not
+    /// one of them. Empty: the socket's peer is always the client.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::client::Networks,
+
+    /// Comma-separated CIDRs of "local" clients: only they get /metrics and
+    /// /readyz, and /resetcounter while ADMIN_TOKEN is not set.
+    #[arg(long, env = "LOCAL_NETWORKS", default_value = crate::client::DEFAULT_LOCAL_NETWORKS)]
+    pub local_networks: crate::client::Networks,
+
+    /// Requests per second per client on the routes that count or write
+    /// (/, /hit, /update, /create, /set, /reset, /delete, /resetcounter,
+    /// badges that count). Over it: 429 with Retry-After, nothing counted.
+    /// 0: no limit.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 20)]
+    pub rate_limit: u32,
+
+    /// Requests a client may send at once before RATE_LIMIT applies.
+    #[arg(long, env = "RATE_BURST", default_value_t = 100)]
+    pub rate_burst: u32,
+
+    /// Wrong admin tokens or keys per minute per client; past them, every
+    /// request of that client carrying a token gets 429 until the next one
+    /// is allowed. 0: no limit.
+    #[arg(long, env = "AUTH_FAILURE_LIMIT", default_value_t = 10)]
+    pub auth_failure_limit: u32,
+
+    /// Time a client has to send a request's head (request line and
+    /// headers), from its first byte, or from the connection's opening.
+    #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time a keep-alive connection may stay idle between requests. Keep it
+    /// above the idle timeout of any proxy in front (compose's nginx: 15s).
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Open connections per process; further clients wait in the listen
+    /// queue until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    // --- End of facing the internet. ---
     /// On SIGINT or SIGTERM: how long in-flight requests and the final write of
     /// pending increments may take before the process exits anyway.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -2,6 +2,23 @@
 //!
 //! Handlers only translate between HTTP and the engine; they never talk to
 //! PostgreSQL or Redis themselves.
+//!
+//! # The request path
+//!
+//! Every request passes, in this order (outermost first; axum runs them
+//! once the route is matched, so the route is known to all of them):
+//!
+//! | step | what it guarantees |
+//! |---|---|
+//! | panic guard, header size, body size | no handler sees more than 16 KiB of headers or body |
+//! | `record_request` | one metric sample per answer; labels are the route pattern, a known method or `other`, the status: bounded sets |
+//! | `known_methods` | only GET, HEAD, POST, DELETE and OPTIONS go further; anything else is 405 JSON, on every path |
+//! | `identify` | the [`Client`] (address, local or not, see [`crate::client`]) is in the extensions; a client blocked for wrong tokens gets 429 for any request carrying a token, before any comparison; a wrong token spends one of its failures |
+//! | router | the route; the counting and writing routes (see [`routes`]) first spend one request of the client's rate ([`crate::limit`]) and answer 429 + `Retry-After` without counting when it is spent; HEAD on them answers 200 and does nothing |
+//! | handler | local-only routes (`/metrics`, `/readyz`, `/resetcounter` without `ADMIN_TOKEN`) check [`Client::local`] |
+//!
+//! A request with no socket peer (in-process tests) is a stranger that no
+//! limit applies to: it works, it is simply never local.
 
 use std::sync::Arc;
 
@@ -18,8 +35,10 @@ use tower_http::cors::{self, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::api;
+use crate::client::{Client, ClientPolicy};
 use crate::counter::CounterId;
 use crate::engine::Engine;
+use crate::limit::{LimitSettings, Limits, RetryAfter};
 use crate::store::StoreError;
 use crate::writer::HitError;
 
@@ -80,7 +99,25 @@ pub enum AppError {
     MethodNotAllowed { method: Method },
     #[error("request headers are larger than {MAX_HEADER_BYTES} bytes")]
     HeadersTooLarge,
+    // Facing the internet (issue #10): limits and local-only routes.
+    #[error("too many requests from your address; try again in {} s", .0.seconds())]
+    RateLimited(RetryAfter),
+    #[error("too many wrong admin tokens from your address; try again in {} s", .0.seconds())]
+    AuthThrottled(RetryAfter),
+    #[error(
+        "/resetcounter is open only to local clients while ADMIN_TOKEN is not set: set ADMIN_TOKEN (at least 16 characters) and send Authorization: Bearer <token>"
+    )]
+    AdminTokenNeeded,
+    #[error("{0} answers only clients in LOCAL_NETWORKS")]
+    LocalOnly(&'static str),
+    #[error("counter {0} is reserved for the page at / and cannot be created")]
+    Reserved(CounterId),
 }
+
+/// Marks a response as a wrong token or key, which [`identify`] counts
+/// against the client.
+#[derive(Debug, Clone, Copy)]
+struct WrongToken;
 
 impl From<StoreError> for AppError {
     fn from(error: StoreError) -> Self {
@@ -134,6 +171,10 @@ impl IntoResponse for AppError {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RateLimited(_) | Self::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::AdminTokenNeeded | Self::LocalOnly(_) | Self::Reserved(_) => {
+                StatusCode::FORBIDDEN
+            }
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         match self {
@@ -148,37 +189,57 @@ impl IntoResponse for AppError {
                     header::HeaderValue::from_static("Bearer"),
                 );
             }
+            Self::Forbidden => {
+                response.extensions_mut().insert(WrongToken);
+            }
+            Self::RateLimited(retry) | Self::AuthThrottled(retry) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(retry.seconds()),
+                );
+            }
             _ => {}
         }
         response
     }
 }
 
+/// A route that counts or writes: it spends the client's rate first, and
+/// HEAD on it does nothing (axum would otherwise run the GET handler).
+fn counting(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route
+        .head(without_effect)
+        .route_layer(middleware::from_fn(limit_rate))
+}
+
 /// Every route: path and handlers. The one list the router is built from,
 /// and that the OpenAPI test compares with the description.
 pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
     let mut routes: Vec<(String, MethodRouter<AppState>)> = vec![
-        ("/".into(), get(index)),
+        ("/".into(), counting(get(index))),
         (
             "/resetcounter".into(),
-            get(reset_counter).post(reset_counter),
+            counting(get(reset_counter).post(reset_counter)),
         ),
         ("/healthz".into(), get(healthz)),
         ("/readyz".into(), get(readyz)),
         ("/metrics".into(), get(metrics)),
         ("/openapi.json".into(), get(crate::openapi::serve)),
-        ("/create".into(), get(api::create).post(api::create)),
+        (
+            "/create".into(),
+            counting(get(api::create).post(api::create)),
+        ),
         ("/stats".into(), get(api::stats)),
     ];
     for (op, handler) in [
-        ("hit", get(api::hit).post(api::hit)),
+        ("hit", counting(get(api::hit).post(api::hit))),
         ("get", get(api::get)),
-        ("set", get(api::set).post(api::set)),
-        ("update", get(api::update).post(api::update)),
-        ("reset", get(api::reset).post(api::reset)),
+        ("set", counting(get(api::set).post(api::set))),
+        ("update", counting(get(api::update).post(api::update))),
+        ("reset", counting(get(api::reset).post(api::reset))),
         (
             "delete",
-            get(api::delete).post(api::delete).delete(api::delete),
+            counting(get(api::delete).post(api::delete).delete(api::delete)),
         ),
         ("info", get(api::info)),
         ("history", get(api::history)),
@@ -186,12 +247,38 @@ pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
         routes.push((format!("/{op}/{{key}}"), handler.clone()));
         routes.push((format!("/{op}/{{namespace}}/{{key}}"), handler));
     }
-    routes.push(("/badge/{file}".into(), get(api::badge)));
-    routes.push(("/badge/{namespace}/{file}".into(), get(api::badge)));
+    // Badges count unless `hit=false`: `limit_rate` looks.
+    let badge = counting(get(api::badge));
+    routes.push(("/badge/{file}".into(), badge.clone()));
+    routes.push(("/badge/{namespace}/{file}".into(), badge));
     routes
 }
 
+/// Who clients are and what limits them: what a served router adds to the
+/// state the handlers share.
+pub struct Edge {
+    pub clients: ClientPolicy,
+    pub limits: Arc<Limits>,
+}
+
+impl Default for Edge {
+    /// Default networks, no limits: the in-process router.
+    fn default() -> Self {
+        Self {
+            clients: ClientPolicy::default(),
+            limits: Arc::new(Limits::new(LimitSettings::OFF)),
+        }
+    }
+}
+
+/// The router with default client networks and no limits (for in-process
+/// use; requests without a socket peer are strangers).
 pub fn router(state: AppState) -> Router {
+    guarded_router(state, Arc::new(Edge::default()))
+}
+
+/// The router as served: clients identified and limited by `edge`.
+pub fn guarded_router(state: AppState, edge: Arc<Edge>) -> Router {
     let mut router = Router::new();
     for (path, handler) in routes() {
         router = router.route(&path, handler);
@@ -204,6 +291,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)
+        .layer(middleware::from_fn_with_state(edge, identify))
+        .layer(middleware::from_fn(known_methods))
         .layer(middleware::from_fn(record_request))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn(limit_header_size))
@@ -234,6 +323,80 @@ async fn limit_header_size(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Methods the API uses; every other one is refused before routing, so that
+/// no handler and no metric label ever sees it.
+pub const KNOWN_METHODS: [Method; 5] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+async fn known_methods(request: Request, next: Next) -> Response {
+    if !KNOWN_METHODS.contains(request.method()) {
+        return AppError::MethodNotAllowed {
+            method: request.method().clone(),
+        }
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Decides the client; refuses a client blocked for wrong tokens when it
+/// sends one again; counts the wrong tokens it sends.
+async fn identify(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) -> Response {
+    let client = edge
+        .clients
+        .identify(crate::client::peer(request.extensions()), request.headers());
+    if request.headers().contains_key(header::AUTHORIZATION)
+        && let Some(retry) = edge.limits.auth_blocked(client.addr)
+    {
+        return AppError::AuthThrottled(retry).into_response();
+    }
+    request.extensions_mut().insert(client);
+    request.extensions_mut().insert(edge.limits.clone());
+    let response = next.run(request).await;
+    if response.extensions().get::<WrongToken>().is_some() {
+        edge.limits.record_auth_failure(client.addr);
+    }
+    response
+}
+
+/// Spends one request of the client's rate on a route that counts or
+/// writes; a badge with `hit=false` only reads, and spends nothing.
+async fn limit_rate(request: Request, next: Next) -> Response {
+    if let Some(limits) = request.extensions().get::<Arc<Limits>>() {
+        let client = request
+            .extensions()
+            .get::<Client>()
+            .copied()
+            .unwrap_or_default();
+        let reads_only = request.uri().path().starts_with("/badge/")
+            && request.uri().query().is_some_and(|query| {
+                form_urlencoded::parse(query.as_bytes())
+                    .filter(|(name, _)| name == "hit")
+                    .last()
+                    .is_some_and(|(_, value)| {
+                        matches!(
+                            value.to_ascii_lowercase().as_str(),
+                            "0" | "false" | "no" | "off"
+                        )
+                    })
+            });
+        if !reads_only && let Err(retry) = limits.check_rate(client.addr) {
+            return AppError::RateLimited(retry).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// HEAD on a route that counts or writes: 200, nothing counted or changed
+/// (link checkers and prefetchers send HEAD).
+async fn without_effect() -> StatusCode {
+    StatusCode::OK
+}
+
 /// The seed's page: counts a view and says how many there have been.
 #[utoipa::path(get, path = "/", tag = "seed",
     responses(
@@ -251,7 +414,8 @@ pub async fn index(State(state): State<AppState>) -> Result<Response, AppError> 
 }
 
 /// Sets the seed page's counter to zero. With `ADMIN_TOKEN` set it needs
-/// it as a bearer token. Also POST.
+/// it as a bearer token; without, it answers only clients in
+/// `LOCAL_NETWORKS` (others get 403 saying to set a token). Also POST.
 #[utoipa::path(get, path = "/resetcounter", tag = "seed",
     security((), ("bearer" = [])),
     responses(
@@ -263,10 +427,13 @@ pub async fn index(State(state): State<AppState>) -> Result<Response, AppError> 
     ))]
 pub async fn reset_counter(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     if state.admin_token.is_some() {
         api::authorize(&state, &headers, None)?;
+    } else if !client.local {
+        return Err(AppError::AdminTokenNeeded);
     }
     state.engine.reset(&CounterId::seed_page()).await?;
     tracing::debug!("reset visitor count");
@@ -286,21 +453,27 @@ async fn record_request(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let method = request.method().clone();
+    let method = crate::metrics::method_label(request.method());
     let response = next.run(request).await;
     crate::metrics::record_request(
         &route,
-        method.as_str(),
+        method,
         response.status().as_u16(),
         started.elapsed(),
     );
     response
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics. Only for clients in `LOCAL_NETWORKS`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+    responses(
+        (status = 200, body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 403, description = "not a local client", body = api::ErrorBody),
+    ))]
+pub async fn metrics(State(state): State<AppState>, client: Client) -> Response {
+    if !client.local {
+        return AppError::LocalOnly("/metrics").into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -319,13 +492,18 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// Ready: 200 when a hit would be committed durably, 503 otherwise; the
-/// body names the state of the record and the cache.
+/// body names the state of the record and the cache. Only for clients in
+/// `LOCAL_NETWORKS` (it queries both databases).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, body = crate::engine::Readiness),
+        (status = 403, description = "not a local client", body = api::ErrorBody),
         (status = 503, body = crate::engine::Readiness),
     ))]
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub async fn readyz(State(state): State<AppState>, client: Client) -> Response {
+    if !client.local {
+        return AppError::LocalOnly("/readyz").into_response();
+    }
     let readiness = state.engine.readiness().await;
     let status = if readiness.ready {
         StatusCode::OK

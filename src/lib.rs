@@ -7,7 +7,10 @@
 //! - [`config`]: every setting, from flags or environment variables.
 //! - [`telemetry`]: logging to stdout.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`http`]: the routes, shared state and the one error type.
+//! - [`http`]: the routes, shared state and the one error type; the
+//!   request path (peer -> client -> limits -> route).
+//! - [`client`]: who a client is (`TRUSTED_PROXIES`) and whether it is local.
+//! - [`limit`]: per-client rate limits and the wrong-token throttle.
 //! - [`api`]: the CountAPI-compatible counter API's handlers.
 //! - [`badge`]: SVG badges and the shields.io endpoint JSON (pure rendering).
 //! - [`openapi`]: the OpenAPI description, from the handlers' annotations.
@@ -16,7 +19,8 @@
 //! - [`store`]: PostgreSQL, the record. Every SQL statement lives there.
 //! - [`cache`]: Redis, the live values. Every Redis script lives there.
 //! - [`breaker`]: circuit breakers so a dead dependency costs one timeout.
-//! - [`server`]: start-up, serving and the graceful stop.
+//! - [`server`]: start-up, serving, each connection's timeouts and bound,
+//!   and the graceful stop.
 //! - [`healthcheck`]: the `healthcheck` subcommand.
 
 pub mod alarm;
@@ -24,11 +28,13 @@ pub mod api;
 pub mod badge;
 pub mod breaker;
 pub mod cache;
+pub mod client;
 pub mod config;
 pub mod counter;
 pub mod engine;
 pub mod healthcheck;
 pub mod http;
+pub mod limit;
 pub mod metrics;
 pub mod openapi;
 pub mod server;

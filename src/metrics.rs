@@ -99,8 +99,23 @@ fn describe() {
     );
 }
 
-pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration) {
-    metrics::counter!(HTTP_REQUESTS, "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string())
+/// The `method` label: one of the methods the API uses, else `other`, so
+/// that made-up methods cannot create series (3,000 of them once made
+/// 3,000 series and a 1.7 MB scrape).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+pub fn record_request(route: &str, method: &'static str, status: u16, elapsed: Duration) {
+    metrics::counter!(HTTP_REQUESTS, "route" => route.to_string(), "method" => method, "status" => status.to_string())
         .increment(1);
     metrics::histogram!(HTTP_DURATION, "route" => route.to_string()).record(elapsed.as_secs_f64());
 }

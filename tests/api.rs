@@ -164,7 +164,7 @@ async fn bad_names_and_parameters_get_400_saying_what_is_wrong() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_returns_an_admin_key_once_and_set_reset_delete_need_it() {
-    for b in backends(Some("service-token")) {
+    for b in backends(Some("service-token-0123456789")) {
         let base = &b.app.base;
         let (status, created) = get_json(format!(
             "{base}/create?namespace=blog&key=post-1&value=10&enable_reset=true"
@@ -274,7 +274,7 @@ async fn create_returns_an_admin_key_once_and_set_reset_delete_need_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_token() {
-    for b in backends(Some("service-token")) {
+    for b in backends(Some("service-token-0123456789")) {
         let base = &b.app.base;
         let (_, created) = get_json(format!("{base}/create?key=locked")).await;
         let key = created["admin_key"].as_str().unwrap();
@@ -293,7 +293,7 @@ async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_tok
             call(
                 reqwest::Method::GET,
                 format!("{base}/set/locked?value=5"),
-                Some("service-token")
+                Some("service-token-0123456789")
             )
             .await,
             (StatusCode::OK, json!({"old_value": 0, "value": 5}))
@@ -315,7 +315,7 @@ async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_tok
             call(
                 reqwest::Method::GET,
                 format!("{base}/reset/implicit"),
-                Some("service-token")
+                Some("service-token-0123456789")
             )
             .await
             .0,
@@ -330,7 +330,7 @@ async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_tok
             call(
                 reqwest::Method::GET,
                 format!("{base}/set/nothing?value=1"),
-                Some("service-token")
+                Some("service-token-0123456789")
             )
             .await
             .0,
@@ -340,7 +340,7 @@ async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_tok
             call(
                 reqwest::Method::GET,
                 format!("{base}/delete/nothing"),
-                Some("service-token")
+                Some("service-token-0123456789")
             )
             .await
             .0,
@@ -425,7 +425,8 @@ async fn info_history_and_stats_describe_the_counters() {
         assert_eq!(info["key"], "readme");
         assert_eq!(info["value"], 14);
         assert_eq!(info["enable_reset"], true);
-        assert_eq!(info["update_lowerbound"], -1);
+        // /create's default lower bound is 0 (CountAPI: -1): count up only.
+        assert_eq!(info["update_lowerbound"], 0);
         assert_eq!(info["update_upperbound"], 3);
         assert_eq!(info["has_admin_key"], true);
         let created = info["created"].as_i64().unwrap();
@@ -553,7 +554,7 @@ fn svg_width(svg: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
-    for b in backends(Some("service-token")) {
+    for b in backends(Some("service-token-0123456789")) {
         let base = &b.app.base;
         let client = client();
 
@@ -617,7 +618,7 @@ async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
             let (status, _) = call(
                 reqwest::Method::GET,
                 format!("{base}/set/widths?value={value}"),
-                Some("service-token"),
+                Some("service-token-0123456789"),
             )
             .await;
             assert_eq!(status, StatusCode::OK);

@@ -114,16 +114,65 @@ impl Postgres {
 
     /// A server of this test's own (for tests that stop and start it).
     pub fn start() -> Self {
-        Self::start_with_auth(None)
+        let pg = Self::init(None);
+        pg.start_again();
+        pg
     }
 
     /// A server of this test's own whose TCP connections need `password`
     /// (SCRAM) for the user `postgres`; `url` carries it.
     pub fn start_with_password(password: &str) -> Self {
-        Self::start_with_auth(Some(password))
+        let pg = Self::init(Some(password));
+        pg.start_again();
+        pg
     }
 
-    fn start_with_auth(password: Option<&str>) -> Self {
+    /// A server of this test's own that accepts TLS connections only
+    /// (`hostssl` in pg_hba.conf, plain TCP rejected), with `certs`' server
+    /// certificate. Its `url` asks for `sslmode=verify-full` with the test CA.
+    pub fn start_tls(certs: &TestCerts) -> Self {
+        let mut pg = Self::init(None);
+        let data = pg.data();
+        for (from, to) in [(&certs.cert, "server.crt"), (&certs.key, "server.key")] {
+            std::fs::copy(from, data.join(to)).expect("copy TLS file into PGDATA");
+        }
+        if is_root() {
+            run_ok(
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(data.join("server.crt"))
+                    .arg(data.join("server.key")),
+                "chown TLS files",
+            );
+        }
+        run_ok(
+            Command::new("chmod")
+                .arg("600")
+                .arg(data.join("server.key")),
+            "chmod server.key",
+        );
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut conf, b"ssl = on\n").unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        pg.url = format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+            pg.port,
+            certs.ca.display()
+        );
+        pg.start_again();
+        pg
+    }
+
+    fn init(password: Option<&str>) -> Self {
         let bindir = pg_bindir();
         let dir = tempfile::Builder::new().prefix("hc-pg-").tempdir().unwrap();
         if is_root() {
@@ -159,15 +208,13 @@ impl Postgres {
             None => "postgres".to_string(),
             Some(password) => format!("postgres:{password}"),
         };
-        let pg = Self {
+        Self {
             url: format!("postgres://{user}@127.0.0.1:{port}/postgres"),
             dir,
             bindir,
             port,
             own: true,
-        };
-        pg.start_again();
-        pg
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -265,6 +312,8 @@ pub struct Redis {
     pub prefix: String,
     child: Mutex<Option<Child>>,
     own: bool,
+    /// `--tls-*` arguments: empty for plain TCP on `port`, else TLS only.
+    tls_args: Vec<String>,
 }
 
 impl Redis {
@@ -279,6 +328,7 @@ impl Redis {
                 prefix: format!("hc-test-{}", random_suffix()),
                 child: Mutex::new(None),
                 own: false,
+                tls_args: Vec::new(),
             },
             Err(_) => Self::start(),
         }
@@ -293,6 +343,38 @@ impl Redis {
             prefix: "hitcounter".to_string(),
             child: Mutex::new(None),
             own: true,
+            tls_args: Vec::new(),
+        };
+        redis.start_again();
+        redis
+    }
+
+    /// A server of this test's own that speaks TLS only on `port` (no plain
+    /// TCP port), with `certs`' server certificate; clients need no
+    /// certificate of their own. Its `url` is rediss://localhost:<port>.
+    pub fn start_tls(certs: &TestCerts) -> Self {
+        let port = free_port();
+        let path = |p: &PathBuf| p.display().to_string();
+        let redis = Self {
+            port,
+            url: format!("rediss://localhost:{port}"),
+            prefix: "hitcounter".to_string(),
+            child: Mutex::new(None),
+            own: true,
+            tls_args: vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                path(&certs.cert),
+                "--tls-key-file".into(),
+                path(&certs.key),
+                "--tls-ca-cert-file".into(),
+                path(&certs.ca),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
         };
         redis.start_again();
         redis
@@ -303,17 +385,15 @@ impl Redis {
             self.own,
             "this test restarts Redis: it needs Redis::start()"
         );
+        let port = self.port.to_string();
+        let port_args = if self.tls_args.is_empty() {
+            vec!["--port", &port]
+        } else {
+            self.tls_args.iter().map(String::as_str).collect()
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(port_args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -353,6 +433,101 @@ impl Drop for Redis {
         if let Some(mut child) = self.child.lock().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// Throwaway TLS files made with `openssl` in a temporary directory: a
+/// self-signed CA (`ca`) and a server certificate it signed (`cert`, `key`)
+/// for localhost and 127.0.0.1. (A self-signed certificate cannot be its own
+/// server certificate for rustls, which refuses a CA certificate as a
+/// server's.)
+pub struct TestCerts {
+    _dir: TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCerts {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("hc-tls-")
+            .tempdir()
+            .unwrap();
+        let file = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str], what: &str| {
+            run_ok(
+                Command::new("openssl").current_dir(dir.path()).args(args),
+                what,
+            )
+        };
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=hitcounter test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            "openssl: test CA",
+        );
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+            "openssl: server key and request",
+        );
+        std::fs::write(
+            file("server.ext"),
+            "subjectAltName = DNS:localhost, IP:127.0.0.1\n\
+             basicConstraints = CA:FALSE\n\
+             keyUsage = digitalSignature, keyEncipherment\n\
+             extendedKeyUsage = serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+            "openssl: sign the server certificate",
+        );
+        Self {
+            ca: file("ca.pem"),
+            cert: file("server.pem"),
+            key: file("server.key"),
+            _dir: dir,
         }
     }
 }
@@ -420,6 +595,9 @@ impl App {
         cmd.env_clear()
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("RETRY_INTERVAL", "200ms")
+            // No per-client limit unless a test sets one (a later .env wins):
+            // load tests send thousands of requests from one address.
+            .env("RATE_LIMIT", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(url) = config.database_url {
@@ -538,6 +716,16 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
+
+/// A client whose connections come from `source` (e.g. 127.0.0.2): a
+/// different client to the app than one on 127.0.0.1.
+pub fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .local_address(Some(source.parse().expect("a source address")))
         .build()
         .unwrap()
 }
