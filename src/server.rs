@@ -311,11 +311,10 @@ enum Phase {
 /// requests and its timer (all in the connection's one task, hence relaxed
 /// atomics: they are never contended).
 ///
-/// A phase change never wakes the timer: that cost one extra poll of the
-/// connection per change, three per request, and a quarter of the
-/// throughput of `/healthz` (35.3k against 47.4k requests/s). Instead the
-/// timer never sleeps longer than `HEADER_TIMEOUT`, and re-reads the phase
-/// when it wakes. That is still exact: a head that starts while the
+/// A phase change never wakes the timer: that would cost one extra poll of
+/// the whole connection per change, three per request. Instead the timer
+/// never sleeps longer than `HEADER_TIMEOUT`, and re-reads the phase when
+/// it wakes. That is still exact: a head that starts while the
 /// connection is idle is due one `HEADER_TIMEOUT` after its first byte,
 /// and the timer wakes within that time and then sleeps to the due time.
 struct Activity {
