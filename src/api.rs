@@ -316,6 +316,7 @@ async fn set_value(
     responses(
         (status = 200, description = "the value including this hit", body = ValueBody),
         (status = 400, description = "bad namespace or key", body = ErrorBody),
+        (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, description = "neither the record nor the cache can count it; nothing counted", body = ErrorBody),
     ))]
 pub async fn hit(
@@ -357,6 +358,7 @@ pub async fn get(
         (status = 401, description = "no bearer token", body = ErrorBody),
         (status = 403, description = "wrong token, or the counter does not allow resets", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn set(
@@ -380,6 +382,7 @@ pub async fn set(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn reset(
@@ -399,6 +402,7 @@ pub async fn reset(
         (status = 400, body = ErrorBody),
         (status = 403, description = "amount outside the counter's bounds", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn update(
@@ -430,6 +434,7 @@ pub async fn update(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn delete(
@@ -464,6 +469,7 @@ pub async fn delete(
         (status = 400, body = ErrorBody),
         (status = 403, description = "the seed page's counter (default/linode-page) is reserved", body = ErrorBody),
         (status = 409, description = "the counter exists", body = ErrorBody),
+        (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn create(
@@ -619,6 +625,7 @@ pub struct BadgeFilePath {
     responses(
         (status = 200, description = "the badge", content_type = "image/svg+xml", body = String),
         (status = 400, description = "bad name, file, colour, style or label", body = ErrorBody),
+        (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn badge(

@@ -101,9 +101,9 @@ impl Default for ClientPolicy {
     }
 }
 
-/// The client of one request. Put in the request's extensions by the
-/// router's outer middleware; extracting it never fails (a request that
-/// somehow lacks it is a stranger).
+/// The client of one request, decided by the router's `guard` middleware;
+/// extracting it never fails (a request that somehow lacks it is a
+/// stranger).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Client {
     /// None when the request came from no socket (in-process tests).
@@ -168,8 +168,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(parts
             .extensions
-            .get::<Client>()
-            .copied()
+            .get::<crate::http::Guarded>()
+            .map(|guarded| guarded.client)
             .unwrap_or_default())
     }
 }

@@ -174,12 +174,13 @@ pub struct ServeArgs {
 
     /// Requests per second per client on the routes that count or write
     /// (/, /hit, /update, /create, /set, /reset, /delete, /resetcounter,
-    /// badges that count). Over it: 429 with Retry-After, nothing counted.
-    /// 0: no limit.
+    /// badges without hit=false). Over it: 429 with Retry-After, nothing
+    /// counted. 0: no limit.
     #[arg(long, env = "RATE_LIMIT", default_value_t = 20)]
     pub rate_limit: u32,
 
-    /// Requests a client may send at once before RATE_LIMIT applies.
+    /// Requests a client may send at once before RATE_LIMIT applies (0: the
+    /// same as RATE_LIMIT).
     #[arg(long, env = "RATE_BURST", default_value_t = 100)]
     pub rate_burst: u32,
 
@@ -190,7 +191,8 @@ pub struct ServeArgs {
     pub auth_failure_limit: u32,
 
     /// Time a client has to send a request's head (request line and
-    /// headers), from its first byte, or from the connection's opening.
+    /// headers): the first request's from the connection's opening, later
+    /// ones' from their first byte. Then the connection is closed.
     #[arg(long, env = "HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
 

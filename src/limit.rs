@@ -255,6 +255,27 @@ mod tests {
     }
 
     #[test]
+    fn a_check_costs_about_one_hash_lookup() {
+        // 1,000 clients, 200,000 checks; generous bound so that a loaded
+        // debug build passes; the figure is printed for the record.
+        let limits = Limits::new(LimitSettings {
+            rate: 1_000_000,
+            burst: 1_000_000,
+            auth_failures_per_minute: 10,
+        });
+        let clients: Vec<Option<IpAddr>> = (0..1000u32)
+            .map(|i| Some(IpAddr::from((0xC000_0200u32 + i).to_be_bytes())))
+            .collect();
+        let started = Instant::now();
+        for i in 0..200_000 {
+            assert!(limits.check_rate(clients[i % clients.len()]).is_ok());
+        }
+        let per_check = started.elapsed() / 200_000;
+        eprintln!("check_rate: {per_check:?} per check");
+        assert!(per_check < Duration::from_micros(20), "{per_check:?}");
+    }
+
+    #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
         assert_eq!(RetryAfter(Duration::ZERO).seconds(), 1);
         assert_eq!(RetryAfter(Duration::from_millis(1)).seconds(), 1);

@@ -499,6 +499,27 @@ async fn wrong_tokens_are_throttled_per_client_and_right_ones_are_not() {
 }
 
 #[test]
+fn help_documents_the_internet_settings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hitcounter"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for var in [
+        "TRUSTED_PROXIES",
+        "LOCAL_NETWORKS",
+        "RATE_LIMIT",
+        "RATE_BURST",
+        "AUTH_FAILURE_LIMIT",
+        "HEADER_TIMEOUT",
+        "IDLE_TIMEOUT",
+        "MAX_CONNECTIONS",
+    ] {
+        assert!(help.contains(var), "--help does not mention {var}");
+    }
+}
+
+#[test]
 fn a_short_admin_token_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_hitcounter"))
