@@ -3,6 +3,8 @@
 //! # Layout
 //!
 //! Data flows one way: HTTP -> engine -> writer -> store and cache, and back.
+//! The design as a whole (the counting states, exactly once, isolation) is
+//! in `docs/architecture.md`.
 //!
 //! - [`config`]: every setting, from flags or environment variables.
 //! - [`telemetry`]: logging to stdout.
@@ -16,7 +18,8 @@
 //! - [`openapi`]: the OpenAPI description, from the handlers' annotations.
 //! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
 //! - [`writer`]: the group-commit task and the counting contract's states.
-//! - [`store`]: PostgreSQL, the record. Every SQL statement lives there.
+//! - [`store`]: the record (PostgreSQL, or an embedded SQLite file). Every
+//!   SQL statement lives there; so do the ranges and what a failure means.
 //! - [`cache`]: Redis, the live values. Every Redis script lives there.
 //! - [`breaker`]: circuit breakers so a dead dependency costs one timeout.
 //! - [`server`]: start-up, serving, each connection's timeouts and bound,
