@@ -54,8 +54,9 @@ pub struct StoreArgs {
     #[arg(long, env = "SQLITE_PATH", default_value = "hitcounter.db")]
     pub sqlite_path: std::path::PathBuf,
 
-    /// Largest number of PostgreSQL connections per process.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8)]
+    /// Largest number of PostgreSQL connections per process for reads and
+    /// admin writes (at least 1); the writer has 2 of its own.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub db_pool_size: u32,
 
     /// How long one PostgreSQL operation may take before PostgreSQL is
@@ -226,17 +227,36 @@ pub struct ServeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
-    /// URL to probe (plain http only).
-    #[arg(
-        long,
-        env = "HEALTHCHECK_URL",
-        default_value = "http://127.0.0.1:8000/healthz"
-    )]
-    pub url: String,
+    /// URL to probe (plain http only). Default: /healthz on LISTEN_ADDR's
+    /// port, over loopback when LISTEN_ADDR listens on every address.
+    #[arg(long, env = "HEALTHCHECK_URL")]
+    pub url: Option<String>,
+
+    /// The address `serve` listens on (the same variable), for the default URL.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8000")]
+    pub listen_addr: SocketAddr,
 
     /// How long to wait for the answer.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+}
+
+impl HealthcheckArgs {
+    /// The URL to probe: `--url`/`HEALTHCHECK_URL`, else /healthz on
+    /// `LISTEN_ADDR` (loopback when it is the unspecified address).
+    pub fn target(&self) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        let mut addr = self.listen_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}/healthz")
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +267,30 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn healthcheck_probes_the_port_serve_listens_on() {
+        let args = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+            Some(Command::Healthcheck(args)) => args,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            args(&["hitcounter", "healthcheck", "--listen-addr", "0.0.0.0:9000"]).target(),
+            "http://127.0.0.1:9000/healthz"
+        );
+        assert_eq!(
+            args(&["hitcounter", "healthcheck", "--listen-addr", "[::]:9000"]).target(),
+            "http://[::1]:9000/healthz"
+        );
+        assert_eq!(
+            args(&["hitcounter", "healthcheck", "--listen-addr", "10.1.2.3:80"]).target(),
+            "http://10.1.2.3:80/healthz"
+        );
+        assert_eq!(
+            args(&["hitcounter", "healthcheck", "--url", "http://x:1/healthz"]).target(),
+            "http://x:1/healthz"
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("hitcounter: {error:#}");
+            eprintln!(
+                "hitcounter: {}",
+                hitcounter::telemetry::describe_error(&error)
+            );
             ExitCode::FAILURE
         }
     }
@@ -45,13 +48,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!(store = %store.describe(), "migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Healthcheck(args) => match healthcheck::probe(&args.url, args.timeout).await {
-            Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(error) => {
-                eprintln!("unhealthy: {error}");
-                Ok(ExitCode::FAILURE)
+        Command::Healthcheck(args) => {
+            match healthcheck::probe(&args.target(), args.timeout).await {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) => {
+                    eprintln!("unhealthy: {error}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
-        },
+        }
     }
 }
 

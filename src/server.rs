@@ -112,6 +112,7 @@ pub async fn serve(
     crate::metrics::spawn_upkeep();
     let engine = Arc::new(Engine::start(args)?);
     tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
         store = %engine.store().describe(),
         redis = %args.redis_url.as_deref().map_or_else(|| "none (no cache)".to_string(), redact_url),
         "starting"

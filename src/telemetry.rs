@@ -33,9 +33,39 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// An error and its causes on one line, each cause said once: a cause
+/// whose text its parent already contains (a `{0}` in the parent's message)
+/// is not repeated.
+pub fn describe_error(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{describe_error, redact_url};
+
+    #[test]
+    fn describe_error_says_each_cause_once() {
+        let io = std::io::Error::other("connection refused");
+        let error = anyhow::Error::new(io).context("cannot reach it");
+        assert_eq!(
+            describe_error(&error),
+            "cannot reach it: connection refused"
+        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("store error: {0}")]
+        struct Wrapped(#[source] std::io::Error);
+        let error = anyhow::Error::new(Wrapped(std::io::Error::other("boom")));
+        assert_eq!(describe_error(&error), "store error: boom");
+    }
 
     #[test]
     fn redact_url_drops_credentials() {

@@ -140,3 +140,34 @@ fn a_wrong_password_is_refused_at_once_naming_database_url() {
         "refused the password",
     );
 }
+
+#[test]
+fn healthcheck_probes_the_port_in_listen_addr() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = support::App::start(support::AppConfig::embedded(dir.path()));
+    let probe = |listen_addr: String| {
+        Command::new(env!("CARGO_BIN_EXE_hitcounter"))
+            .env_clear()
+            .env("LISTEN_ADDR", listen_addr)
+            .arg("healthcheck")
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(probe(format!("0.0.0.0:{}", app.port)), Some(0));
+    assert_eq!(probe(format!("127.0.0.1:{}", free_port())), Some(1));
+}
+
+#[test]
+fn invalid_values_are_refused_by_the_command_line_parser_naming_the_variable() {
+    for (name, value) in [
+        ("DB_POOL_SIZE", "0"),
+        ("STORE_TIMEOUT", "soon"),
+        ("LISTEN_ADDR", "localhost"),
+    ] {
+        let (code, output, took) = start_with(&[(name, value)]);
+        assert_eq!(code, Some(2), "{name}={value}: {output}");
+        assert!(took < Duration::from_secs(2));
+        assert!(output.contains(name), "{name}={value}: {output}");
+    }
+}
