@@ -190,7 +190,10 @@ impl PgStore {
             Vec::new()
         } else if may_create {
             // Every missing counter was created: the rest left the range.
-            refused.drain(..).map(|id| (id, Refusal::OutOfRange)).collect()
+            refused
+                .drain(..)
+                .map(|id| (id, Refusal::OutOfRange))
+                .collect()
         } else {
             self.classify_refused(refused).await?
         };
