@@ -84,8 +84,14 @@ pub enum AppError {
     NoValue,
     #[error("counter {0} already exists")]
     Conflict(CounterId),
-    #[error("counter {0} does not allow resets (it was created without enable_reset=true)")]
-    ResetNotAllowed(CounterId),
+    /// CountAPI's `/set` refusal: 403 with the unchanged value.
+    #[error(
+        "counter {id} does not allow resets (it was created without enable_reset=true); only ADMIN_TOKEN can set it"
+    )]
+    ResetNotAllowed { id: CounterId, value: i64 },
+    /// CountAPI's `/set` of a missing counter: 404 with null values.
+    #[error("counter {0} does not exist")]
+    NoSetValue(CounterId),
     #[error("amount {amount} is outside this counter's bounds [{lower}, {upper}]")]
     OutOfBounds { amount: i64, lower: i64, upper: i64 },
     #[error("this action needs the admin token: send Authorization: Bearer <token>")]
@@ -153,6 +159,22 @@ impl IntoResponse for AppError {
             Self::NoValue => {
                 return (StatusCode::NOT_FOUND, Json(json!({ "value": null }))).into_response();
             }
+            Self::ResetNotAllowed { value, .. } => {
+                let body = api::SetRefusedBody {
+                    old_value: Some(*value),
+                    value: Some(*value),
+                    error: self.to_string(),
+                };
+                return (StatusCode::FORBIDDEN, Json(body)).into_response();
+            }
+            Self::NoSetValue(_) => {
+                let body = api::SetRefusedBody {
+                    old_value: None,
+                    value: None,
+                    error: self.to_string(),
+                };
+                return (StatusCode::NOT_FOUND, Json(body)).into_response();
+            }
             Self::Store(error) => {
                 tracing::error!(%error, "store call failed");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -164,7 +186,7 @@ impl IntoResponse for AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::CounterNotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::ResetNotAllowed(_) | Self::OutOfBounds { .. } => StatusCode::FORBIDDEN,
+            Self::OutOfBounds { .. } => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -211,6 +233,13 @@ fn counting(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
         .route_layer(middleware::from_fn(limit_rate))
 }
 
+/// A CountAPI route: JSONP (`callback=`) and the pixel (`img`) when the
+/// query asks for them (see [`api::compat`]); outside the rate limit, so
+/// that its 429 is wrapped too.
+fn countapi(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.route_layer(middleware::from_fn(api::compat::answer_form))
+}
+
 /// Every route: path and handlers. The one list the router is built from,
 /// and that the OpenAPI test compares with the description.
 pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
@@ -226,22 +255,30 @@ pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
         ("/openapi.json".into(), get(crate::openapi::serve)),
         (
             "/create".into(),
-            counting(get(api::create).post(api::create)),
+            countapi(counting(get(api::create).post(api::create))),
         ),
-        ("/stats".into(), get(api::stats)),
+        ("/stats".into(), countapi(get(api::stats))),
     ];
     for (op, handler) in [
-        ("hit", counting(get(api::hit).post(api::hit))),
-        ("get", get(api::get)),
-        ("set", counting(get(api::set).post(api::set))),
-        ("update", counting(get(api::update).post(api::update))),
-        ("reset", counting(get(api::reset).post(api::reset))),
+        ("hit", countapi(counting(get(api::hit).post(api::hit)))),
+        ("get", countapi(get(api::get))),
+        ("set", countapi(counting(get(api::set).post(api::set)))),
+        (
+            "update",
+            countapi(counting(get(api::update).post(api::update))),
+        ),
+        (
+            "reset",
+            countapi(counting(get(api::reset).post(api::reset))),
+        ),
         (
             "delete",
-            counting(get(api::delete).post(api::delete).delete(api::delete)),
+            countapi(counting(
+                get(api::delete).post(api::delete).delete(api::delete),
+            )),
         ),
-        ("info", get(api::info)),
-        ("history", get(api::history)),
+        ("info", countapi(get(api::info))),
+        ("history", countapi(get(api::history))),
     ] {
         routes.push((format!("/{op}/{{key}}"), handler.clone()));
         routes.push((format!("/{op}/{{namespace}}/{{key}}"), handler));
@@ -285,7 +322,13 @@ pub fn guarded_router(state: AppState, edge: Arc<Edge>) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(cors::Any)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        // CountAPI's JavaScript client reads X-Path; pages that create
+        // counters read their key.
+        .expose_headers([
+            api::compat::X_PATH.clone(),
+            api::compat::X_ADMIN_KEY.clone(),
+        ]);
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -450,6 +493,7 @@ pub async fn reset_counter(
 /// Counts every answer by route (the matched pattern, never the raw path,
 /// so that the label set stays bounded), method and status.
 async fn record_request(request: Request, next: Next) -> Response {
+    api::compat::count_request();
     let started = std::time::Instant::now();
     let route = request
         .extensions()
