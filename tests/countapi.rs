@@ -157,7 +157,8 @@ async fn placeholders_are_filled_from_origin_and_referer_or_refused_saying_why()
     assert_eq!(x_path(&headers), Some("mysite.com/likes"));
 
     // What cannot be made a name is a 400 that says why; nothing counted.
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
         ("/hit/:HOST:/visits", &[], "needs an Origin or Referer"),
         (
             "/hit/site.com/:PATHNAME:",
