@@ -13,7 +13,7 @@
 //! | panic guard, header size, body size | no handler sees more than 16 KiB of headers or body |
 //! | `record_request` | one metric sample per answer; labels are the route pattern, a known method or `other`, the status: bounded sets |
 //! | `guard` | only GET, HEAD, POST, DELETE and OPTIONS go further; anything else is 405 JSON, on every path. The [`Client`] (address, local or not, see [`crate::client`]) is in the extensions; a client blocked for wrong tokens gets 429 for any request carrying a token, before any comparison; a wrong token spends one of its failures |
-//! | router | the route; the counting and writing routes (see [`routes`]) first spend one request of the client's rate ([`crate::limit`]) and answer 429 + `Retry-After` without counting when it is spent; HEAD on them answers 200 and does nothing |
+//! | router | the route; on the CountAPI routes, a query with `callback=` or `img` is checked (a callback that is not a dotted name: 400) and the answer, whatever it is, wrapped as JSONP or replaced by the pixel ([`api::compat`]); the counting and writing routes (see [`routes`]) then spend one request of the client's rate ([`crate::limit`]) and answer 429 + `Retry-After` without counting when it is spent; HEAD on them answers 200 and does nothing |
 //! | handler | local-only routes (`/metrics`, `/readyz`, `/resetcounter` without `ADMIN_TOKEN`) check [`Client::local`] |
 //!
 //! A request with no socket peer (in-process tests) is a stranger that no
@@ -50,7 +50,8 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    /// When the service started, for `/stats`.
+    /// When the service started. (`/stats` no longer shows an uptime:
+    /// CountAPI's strict clients refuse fields it did not have.)
     pub started: std::time::Instant,
     /// First words of the page at `/`.
     pub greeting: Arc<str>,
