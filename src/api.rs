@@ -4,14 +4,19 @@
 //! `{key}` (namespace `default`).
 //!
 //! Handlers validate input and check admin keys, then call the engine; they
-//! never talk to the store or the cache themselves.
+//! never talk to the store or the cache themselves. What CountAPI's clients
+//! need beyond paths and JSON (placeholders, JSONP, `X-Path`) is in
+//! [`compat`].
+
+pub mod compat;
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -43,21 +48,43 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
     }
 }
 
-/// The counter named by the path: `/{op}/{namespace}/{key}` or `/{op}/{key}`.
+/// The counter named by the path: `/{op}/{namespace}/{key}` or `/{op}/{key}`,
+/// with `:HOST:` and `:PATHNAME:` filled from the request.
 pub struct Counter(pub CounterId);
 
 impl<S: Send + Sync> FromRequestParts<S> for Counter {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let PathParams(params) = PathParams::from_request_parts(parts, state).await?;
+        let PathParams(mut params) = PathParams::from_request_parts(parts, state).await?;
         let key = params
-            .get("key")
+            .remove("key")
             .ok_or_else(|| AppError::BadRequest("the path names no key".into()))?;
-        let id = CounterId::parse(params.get("namespace").map(String::as_str), key)
-            .map_err(AppError::BadRequest)?;
-        Ok(Self(id))
+        let namespace = params.remove("namespace");
+        Ok(Self(counter_id(namespace, key, &parts.headers)?))
     }
+}
+
+/// A validated counter id from names that may hold placeholders; names
+/// without a `:` (every hot-path request) are moved, not copied.
+fn counter_id(
+    namespace: Option<String>,
+    key: String,
+    headers: &HeaderMap,
+) -> Result<CounterId, AppError> {
+    let namespace = match namespace {
+        Some(ns) if compat::has_placeholder(&ns) => compat::expand("namespace", &ns, headers)?,
+        Some(ns) => ns,
+        None => crate::counter::DEFAULT_NAMESPACE.to_string(),
+    };
+    let key = if compat::has_placeholder(&key) {
+        compat::expand("key", &key, headers)?
+    } else {
+        key
+    };
+    crate::counter::validate_name("namespace", &namespace).map_err(AppError::BadRequest)?;
+    crate::counter::validate_name("key", &key).map_err(AppError::BadRequest)?;
+    Ok(CounterId::new(namespace, key))
 }
 
 /// The query string as name -> value (the last one wins). Never fails:
@@ -204,13 +231,22 @@ pub struct SetBody {
     pub value: i64,
 }
 
-/// What create answers. `admin_key` is shown this once; only its hash is kept.
+/// `/set`'s refusal, as CountAPI (`403 {"old_value": v, "value": v}`,
+/// `404 {"old_value": null, "value": null}`), with what is wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SetRefusedBody {
+    pub old_value: Option<i64>,
+    pub value: Option<i64>,
+    pub error: String,
+}
+
+/// What create answers: CountAPI's three fields. The admin key is in the
+/// `X-Admin-Key` header, shown this once; only its hash is kept.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedBody {
     pub namespace: String,
     pub key: String,
     pub value: i64,
-    pub admin_key: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -220,21 +256,33 @@ pub struct DeletedBody {
     pub deleted: bool,
 }
 
-/// What `/info` answers.
+/// CountAPI's `ttl` for a counter that never expires: Redis's PTTL answer
+/// for a key without expiry, which CountAPI's `ttl` (milliseconds left)
+/// came from.
+pub const NO_EXPIRY_TTL: i64 = -1;
+
+/// What `/info` answers: CountAPI's fields in its order; ours only with
+/// `detail=true` (strict clients refuse unknown fields).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InfoBody {
     pub namespace: String,
     pub key: String,
+    /// Milliseconds until the counter expires; always -1: counters here
+    /// never expire.
+    pub ttl: i64,
     /// Unix milliseconds, as CountAPI.
     pub created: i64,
     pub update_lowerbound: i64,
     pub update_upperbound: i64,
     pub enable_reset: bool,
     pub value: i64,
-    /// Whether the counter has an admin key of its own (made by `/create`).
-    pub has_admin_key: bool,
-    /// Increments of the last 7 UTC days, oldest first.
-    pub history: Vec<DayCount>,
+    /// With `detail=true`: whether the counter has an admin key of its own
+    /// (made by `/create`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has_admin_key: Option<bool>,
+    /// With `detail=true`: increments of the last 7 UTC days, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<DayCount>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -245,13 +293,19 @@ pub struct HistoryBody {
     pub days: Vec<DayCount>,
 }
 
+/// CountAPI's four figures, in its order, from what this service has.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatsBody {
-    /// Counters in the record.
-    pub counters: i64,
-    /// Increments recorded today (UTC) over all counters.
-    pub hits_today: i64,
-    pub uptime_seconds: u64,
+    /// Counters in the record now (CountAPI: ever created; a deleted counter
+    /// is not counted here).
+    pub keys_created: i64,
+    /// Increments recorded today (UTC) over all counters (CountAPI: key
+    /// updates ever; the record keeps increments per day, and the figure
+    /// of all days is not read).
+    pub keys_updated: i64,
+    /// Requests answered by the replica that answers, since it started
+    /// (CountAPI: by the whole service, ever).
+    pub requests: u64,
     pub version: String,
 }
 
@@ -276,15 +330,26 @@ async fn existing(state: &AppState, id: &CounterId) -> Result<CounterInfo, AppEr
     state.engine.info(id).await?.ok_or_else(|| not_found(id))
 }
 
-/// Set and reset: the counter's own key may change it only if it was
-/// created with `enable_reset`; `ADMIN_TOKEN` always may.
+/// Set and reset, as CountAPI: anyone may set a counter created with
+/// `enable_reset=true`, and nobody but `ADMIN_TOKEN` one created without
+/// (so a counter made by a first `/hit` is never counted down by a
+/// stranger). A token, when sent, must be right: the counter's own key or
+/// `ADMIN_TOKEN`; a wrong one is a 403 that counts against the client.
 fn check_may_set(
     state: &AppState,
     headers: &HeaderMap,
     info: &CounterInfo,
 ) -> Result<(), AppError> {
-    if authorize(state, headers, Some(info))? == Admin::Counter && !info.enable_reset {
-        return Err(AppError::ResetNotAllowed(info.id.clone()));
+    let admin = if headers.contains_key(header::AUTHORIZATION) {
+        Some(authorize(state, headers, Some(info))?)
+    } else {
+        None
+    };
+    if admin != Some(Admin::Service) && !info.enable_reset {
+        return Err(AppError::ResetNotAllowed {
+            id: info.id.clone(),
+            value: info.value,
+        });
     }
     Ok(())
 }
@@ -296,13 +361,10 @@ async fn set_value(
     headers: &HeaderMap,
     value: i64,
 ) -> Result<Json<SetBody>, AppError> {
-    let info = existing(state, id).await?;
+    let missing = || AppError::NoSetValue(id.clone());
+    let info = state.engine.info(id).await?.ok_or_else(missing)?;
     check_may_set(state, headers, &info)?;
-    let outcome = state
-        .engine
-        .set(id, value)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let outcome = state.engine.set(id, value).await?.ok_or_else(missing)?;
     Ok(Json(SetBody {
         old_value: outcome.old_value,
         value: outcome.value,
@@ -319,12 +381,15 @@ async fn set_value(
         (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, description = "neither the record nor the cache can count it; nothing counted", body = ErrorBody),
     ))]
-pub async fn hit(
-    State(state): State<AppState>,
-    Counter(id): Counter,
-) -> Result<Json<ValueBody>, AppError> {
-    let hit = state.engine.hit(id).await?;
-    Ok(Json(ValueBody { value: hit.value }))
+pub async fn hit(State(state): State<AppState>, Counter(id): Counter) -> Response {
+    let path = compat::x_path(&id);
+    let answer = state
+        .engine
+        .hit(id)
+        .await
+        .map(|hit| Json(ValueBody { value: hit.value }))
+        .map_err(AppError::from);
+    compat::with_path(path, answer)
 }
 
 /// The value. Also `/get/{key}`.
@@ -336,28 +401,28 @@ pub async fn hit(
         (status = 404, description = "no such counter", body = NoValueBody),
         (status = 503, body = ErrorBody),
     ))]
-pub async fn get(
-    State(state): State<AppState>,
-    Counter(id): Counter,
-) -> Result<Json<ValueBody>, AppError> {
-    match state.engine.get(&id).await? {
-        Some(value) => Ok(Json(ValueBody { value })),
-        None => Err(AppError::NoValue),
-    }
+pub async fn get(State(state): State<AppState>, Counter(id): Counter) -> Response {
+    let answer = match state.engine.get(&id).await {
+        Ok(Some(value)) => Ok(Json(ValueBody { value })),
+        Ok(None) => Err(AppError::NoValue),
+        Err(error) => Err(error.into()),
+    };
+    compat::with_path(compat::x_path(&id), answer)
 }
 
-/// Sets the value. Needs the counter's admin key (or `ADMIN_TOKEN`) as a
-/// bearer token and, unless it is `ADMIN_TOKEN`, a counter created with
-/// `enable_reset=true`. Also `/set/{key}` and POST.
+/// Sets the value, as CountAPI: any client may set a counter created with
+/// `enable_reset=true`; one created without can be set only with
+/// `ADMIN_TOKEN` as a bearer token. A token sent must be right. Also
+/// `/set/{key}` and POST.
 #[utoipa::path(get, path = "/set/{namespace}/{key}", tag = "counters",
     params(NamespacePath, KeyPath, ("value" = i64, Query, description = "the new value")),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, body = SetBody),
         (status = 400, body = ErrorBody),
-        (status = 401, description = "no bearer token", body = ErrorBody),
-        (status = 403, description = "wrong token, or the counter does not allow resets", body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 401, description = "an Authorization header that is not a bearer token", body = ErrorBody),
+        (status = 403, description = "the counter does not allow resets (old_value = value = its value), or a wrong token", body = SetRefusedBody),
+        (status = 404, description = "no such counter (old_value and value null)", body = SetRefusedBody),
         (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
@@ -366,22 +431,25 @@ pub async fn set(
     Counter(id): Counter,
     headers: HeaderMap,
     params: Params,
-) -> Result<Json<SetBody>, AppError> {
-    let value = params.required_int("value")?;
-    set_value(&state, &id, &headers, value).await
+) -> Response {
+    let answer = match params.required_int("value") {
+        Ok(value) => set_value(&state, &id, &headers, value).await,
+        Err(error) => Err(error),
+    };
+    compat::with_path(compat::x_path(&id), answer)
 }
 
 /// Sets the value to zero, with the rules of `/set`. Also `/reset/{key}`
 /// and POST.
 #[utoipa::path(get, path = "/reset/{namespace}/{key}", tag = "counters",
     params(NamespacePath, KeyPath),
-    security(("bearer" = [])),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, body = SetBody),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 403, body = SetRefusedBody),
+        (status = 404, body = SetRefusedBody),
         (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
@@ -389,8 +457,9 @@ pub async fn reset(
     State(state): State<AppState>,
     Counter(id): Counter,
     headers: HeaderMap,
-) -> Result<Json<SetBody>, AppError> {
-    set_value(&state, &id, &headers, 0).await
+) -> Response {
+    let answer = set_value(&state, &id, &headers, 0).await;
+    compat::with_path(compat::x_path(&id), answer)
 }
 
 /// Adds `amount` (which may be negative) when it lies within the counter's
@@ -409,9 +478,18 @@ pub async fn update(
     State(state): State<AppState>,
     Counter(id): Counter,
     params: Params,
+) -> Response {
+    let path = compat::x_path(&id);
+    compat::with_path(path, add_amount(&state, id, &params).await)
+}
+
+async fn add_amount(
+    state: &AppState,
+    id: CounterId,
+    params: &Params,
 ) -> Result<Json<ValueBody>, AppError> {
     let amount = params.required_int("amount")?;
-    let info = existing(&state, &id).await?;
+    let info = existing(state, &id).await?;
     if amount < info.update_lowerbound || amount > info.update_upperbound {
         return Err(AppError::OutOfBounds {
             amount,
@@ -441,9 +519,18 @@ pub async fn delete(
     State(state): State<AppState>,
     Counter(id): Counter,
     headers: HeaderMap,
+) -> Response {
+    let path = compat::x_path(&id);
+    compat::with_path(path, delete_counter(&state, id, &headers).await)
+}
+
+async fn delete_counter(
+    state: &AppState,
+    id: CounterId,
+    headers: &HeaderMap,
 ) -> Result<Json<DeletedBody>, AppError> {
-    let info = existing(&state, &id).await?;
-    authorize(&state, &headers, Some(&info))?;
+    let info = existing(state, &id).await?;
+    authorize(state, headers, Some(&info))?;
     if !state.engine.delete(&id).await? {
         return Err(not_found(&id));
     }
@@ -454,7 +541,8 @@ pub async fn delete(
     }))
 }
 
-/// Creates a counter and returns its admin key, this once. Also POST.
+/// Creates a counter; its admin key is in the `X-Admin-Key` header, this
+/// once. Also POST.
 #[utoipa::path(get, path = "/create", tag = "counters",
     params(
         ("namespace" = Option<String>, Query, description = "default `default`"),
@@ -465,7 +553,9 @@ pub async fn delete(
         ("update_upperbound" = Option<i64>, Query, description = "largest amount `/update` accepts, default 1"),
     ),
     responses(
-        (status = 200, body = CreatedBody),
+        (status = 200, body = CreatedBody, headers(
+            ("X-Admin-Key" = String, description = "the counter's admin key, shown this once"),
+            ("X-Path" = String, description = "namespace/key"))),
         (status = 400, body = ErrorBody),
         (status = 403, description = "the seed page's counter (default/linode-page) is reserved", body = ErrorBody),
         (status = 409, description = "the counter exists", body = ErrorBody),
@@ -474,13 +564,14 @@ pub async fn delete(
     ))]
 pub async fn create(
     State(state): State<AppState>,
+    headers: HeaderMap,
     params: Params,
-) -> Result<Json<CreatedBody>, AppError> {
+) -> Result<Response, AppError> {
     let key = match params.str("key") {
         Some(key) => key.to_string(),
         None => random_uuid(),
     };
-    let id = CounterId::parse(params.str("namespace"), &key).map_err(AppError::BadRequest)?;
+    let id = counter_id(params.str("namespace").map(str::to_string), key, &headers)?;
     // Its admin key would let a stranger set the page at `/`.
     if id == CounterId::seed_page() {
         return Err(AppError::Reserved(id));
@@ -507,38 +598,62 @@ pub async fn create(
         admin_key_hash: Some(hash_admin_key(&admin_key)),
     };
     let info = state.engine.create(&spec).await?;
-    Ok(Json(CreatedBody {
-        namespace: info.id.namespace,
-        key: info.id.key,
-        value: info.value,
-        admin_key,
-    }))
+    let path = compat::x_path(&info.id);
+    let mut response = compat::with_path(
+        path,
+        Json(CreatedBody {
+            namespace: info.id.namespace,
+            key: info.id.key,
+            value: info.value,
+        }),
+    );
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::try_from(admin_key) {
+        headers.insert(compat::X_ADMIN_KEY.clone(), value);
+    }
+    // It carries a secret: no cache may keep it.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
-/// Everything about a counter, with its last 7 days. Also `/info/{key}`.
+/// Everything about a counter, as CountAPI; with `detail=true` also
+/// whether it has an admin key and its last 7 days. Also `/info/{key}`.
 #[utoipa::path(get, path = "/info/{namespace}/{key}", tag = "counters",
-    params(NamespacePath, KeyPath),
+    params(NamespacePath, KeyPath,
+        ("detail" = Option<bool>, Query, description = "add has_admin_key and history (not CountAPI's: strict clients refuse them)")),
     responses(
         (status = 200, body = InfoBody),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
-pub async fn info(
-    State(state): State<AppState>,
-    Counter(id): Counter,
+pub async fn info(State(state): State<AppState>, Counter(id): Counter, params: Params) -> Response {
+    let path = compat::x_path(&id);
+    compat::with_path(path, counter_info(&state, &id, &params).await)
+}
+
+async fn counter_info(
+    state: &AppState,
+    id: &CounterId,
+    params: &Params,
 ) -> Result<Json<InfoBody>, AppError> {
-    let info = existing(&state, &id).await?;
-    let history = state.engine.history(&id, 7).await?;
+    let detail = params.bool("detail")?.unwrap_or(false);
+    let info = existing(state, id).await?;
+    let history = if detail {
+        Some(state.engine.history(id, 7).await?)
+    } else {
+        None
+    };
     Ok(Json(InfoBody {
         namespace: info.id.namespace,
         key: info.id.key,
+        ttl: NO_EXPIRY_TTL,
         created: info.created_ms,
         update_lowerbound: info.update_lowerbound,
         update_upperbound: info.update_upperbound,
         enable_reset: info.enable_reset,
         value: info.value,
-        has_admin_key: info.admin_key_hash.is_some(),
+        has_admin_key: detail.then_some(info.admin_key_hash.is_some()),
         history,
     }))
 }
@@ -557,6 +672,15 @@ pub async fn history(
     State(state): State<AppState>,
     Counter(id): Counter,
     params: Params,
+) -> Response {
+    let path = compat::x_path(&id);
+    compat::with_path(path, counter_history(&state, id, &params).await)
+}
+
+async fn counter_history(
+    state: &AppState,
+    id: CounterId,
+    params: &Params,
 ) -> Result<Json<HistoryBody>, AppError> {
     let days = match params.int("days")? {
         None => 30,
@@ -567,7 +691,7 @@ pub async fn history(
             )));
         }
     };
-    existing(&state, &id).await?;
+    existing(state, &id).await?;
     let days = state.engine.history(&id, days).await?;
     Ok(Json(HistoryBody {
         namespace: id.namespace,
@@ -576,15 +700,16 @@ pub async fn history(
     }))
 }
 
-/// Service-wide figures.
+/// Service-wide figures: CountAPI's four, derived from what the record
+/// keeps (see the fields).
 #[utoipa::path(get, path = "/stats", tag = "counters",
     responses((status = 200, body = StatsBody), (status = 503, body = ErrorBody)))]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
     let totals = state.engine.totals().await?;
     Ok(Json(StatsBody {
-        counters: totals.counters,
-        hits_today: totals.hits_today,
-        uptime_seconds: state.started.elapsed().as_secs(),
+        keys_created: totals.counters,
+        keys_updated: totals.hits_today,
+        requests: compat::requests(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }))
 }

@@ -13,7 +13,7 @@
 //! | panic guard, header size, body size | no handler sees more than 16 KiB of headers or body |
 //! | `record_request` | one metric sample per answer; labels are the route pattern, a known method or `other`, the status: bounded sets |
 //! | `guard` | only GET, HEAD, POST, DELETE and OPTIONS go further; anything else is 405 JSON, on every path. The [`Client`] (address, local or not, see [`crate::client`]) is in the extensions; a client blocked for wrong tokens gets 429 for any request carrying a token, before any comparison; a wrong token spends one of its failures |
-//! | router | the route; the counting and writing routes (see [`routes`]) first spend one request of the client's rate ([`crate::limit`]) and answer 429 + `Retry-After` without counting when it is spent; HEAD on them answers 200 and does nothing |
+//! | router | the route; on the CountAPI routes, a query with `callback=` or `img` is checked (a callback that is not a dotted name: 400) and the answer, whatever it is, wrapped as JSONP or replaced by the pixel ([`api::compat`]); the counting and writing routes (see [`routes`]) then spend one request of the client's rate ([`crate::limit`]) and answer 429 + `Retry-After` without counting when it is spent; HEAD on them answers 200 and does nothing |
 //! | handler | local-only routes (`/metrics`, `/readyz`, `/resetcounter` without `ADMIN_TOKEN`) check [`Client::local`] |
 //!
 //! A request with no socket peer (in-process tests) is a stranger that no
@@ -50,7 +50,8 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    /// When the service started, for `/stats`.
+    /// When the service started. (`/stats` no longer shows an uptime:
+    /// CountAPI's strict clients refuse fields it did not have.)
     pub started: std::time::Instant,
     /// First words of the page at `/`.
     pub greeting: Arc<str>,
@@ -84,8 +85,14 @@ pub enum AppError {
     NoValue,
     #[error("counter {0} already exists")]
     Conflict(CounterId),
-    #[error("counter {0} does not allow resets (it was created without enable_reset=true)")]
-    ResetNotAllowed(CounterId),
+    /// CountAPI's `/set` refusal: 403 with the unchanged value.
+    #[error(
+        "counter {id} does not allow resets (it was created without enable_reset=true); only ADMIN_TOKEN can set it"
+    )]
+    ResetNotAllowed { id: CounterId, value: i64 },
+    /// CountAPI's `/set` of a missing counter: 404 with null values.
+    #[error("counter {0} does not exist")]
+    NoSetValue(CounterId),
     #[error("amount {amount} is outside this counter's bounds [{lower}, {upper}]")]
     OutOfBounds { amount: i64, lower: i64, upper: i64 },
     #[error("this action needs the admin token: send Authorization: Bearer <token>")]
@@ -153,6 +160,22 @@ impl IntoResponse for AppError {
             Self::NoValue => {
                 return (StatusCode::NOT_FOUND, Json(json!({ "value": null }))).into_response();
             }
+            Self::ResetNotAllowed { value, .. } => {
+                let body = api::SetRefusedBody {
+                    old_value: Some(*value),
+                    value: Some(*value),
+                    error: self.to_string(),
+                };
+                return (StatusCode::FORBIDDEN, Json(body)).into_response();
+            }
+            Self::NoSetValue(_) => {
+                let body = api::SetRefusedBody {
+                    old_value: None,
+                    value: None,
+                    error: self.to_string(),
+                };
+                return (StatusCode::NOT_FOUND, Json(body)).into_response();
+            }
             Self::Store(error) => {
                 tracing::error!(%error, "store call failed");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -164,7 +187,7 @@ impl IntoResponse for AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::CounterNotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::ResetNotAllowed(_) | Self::OutOfBounds { .. } => StatusCode::FORBIDDEN,
+            Self::OutOfBounds { .. } => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -211,6 +234,13 @@ fn counting(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
         .route_layer(middleware::from_fn(limit_rate))
 }
 
+/// A CountAPI route: JSONP (`callback=`) and the pixel (`img`) when the
+/// query asks for them (see [`api::compat`]); outside the rate limit, so
+/// that its 429 is wrapped too.
+fn countapi(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.route_layer(middleware::from_fn(api::compat::answer_form))
+}
+
 /// Every route: path and handlers. The one list the router is built from,
 /// and that the OpenAPI test compares with the description.
 pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
@@ -226,22 +256,30 @@ pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
         ("/openapi.json".into(), get(crate::openapi::serve)),
         (
             "/create".into(),
-            counting(get(api::create).post(api::create)),
+            countapi(counting(get(api::create).post(api::create))),
         ),
-        ("/stats".into(), get(api::stats)),
+        ("/stats".into(), countapi(get(api::stats))),
     ];
     for (op, handler) in [
-        ("hit", counting(get(api::hit).post(api::hit))),
-        ("get", get(api::get)),
-        ("set", counting(get(api::set).post(api::set))),
-        ("update", counting(get(api::update).post(api::update))),
-        ("reset", counting(get(api::reset).post(api::reset))),
+        ("hit", countapi(counting(get(api::hit).post(api::hit)))),
+        ("get", countapi(get(api::get))),
+        ("set", countapi(counting(get(api::set).post(api::set)))),
+        (
+            "update",
+            countapi(counting(get(api::update).post(api::update))),
+        ),
+        (
+            "reset",
+            countapi(counting(get(api::reset).post(api::reset))),
+        ),
         (
             "delete",
-            counting(get(api::delete).post(api::delete).delete(api::delete)),
+            countapi(counting(
+                get(api::delete).post(api::delete).delete(api::delete),
+            )),
         ),
-        ("info", get(api::info)),
-        ("history", get(api::history)),
+        ("info", countapi(get(api::info))),
+        ("history", countapi(get(api::history))),
     ] {
         routes.push((format!("/{op}/{{key}}"), handler.clone()));
         routes.push((format!("/{op}/{{namespace}}/{{key}}"), handler));
@@ -285,7 +323,13 @@ pub fn guarded_router(state: AppState, edge: Arc<Edge>) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(cors::Any)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        // CountAPI's JavaScript client reads X-Path; pages that create
+        // counters read their key.
+        .expose_headers([
+            api::compat::X_PATH.clone(),
+            api::compat::X_ADMIN_KEY.clone(),
+        ]);
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -450,6 +494,7 @@ pub async fn reset_counter(
 /// Counts every answer by route (the matched pattern, never the raw path,
 /// so that the label set stays bounded), method and status.
 async fn record_request(request: Request, next: Next) -> Response {
+    api::compat::count_request();
     let started = std::time::Instant::now();
     let route = request
         .extensions()

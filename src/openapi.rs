@@ -11,7 +11,7 @@ use crate::{api, http};
 #[openapi(
     info(
         title = "hitcounter",
-        description = "A self-hosted hit counter: the seed page of the Linode guide, and a CountAPI-compatible counter API with badges. Every counter path `/{op}/{namespace}/{key}` also exists as `/{op}/{key}` (namespace `default`)."
+        description = "A self-hosted hit counter: the seed page of the Linode guide, and a CountAPI-compatible counter API with badges. Every counter path `/{op}/{namespace}/{key}` also exists as `/{op}/{key}` (namespace `default`). Namespaces and keys may hold `:HOST:` and `:PATHNAME:`, filled from the request's Origin or Referer. Every counter route answers `X-Path: namespace/key`, takes `callback=<name>` for JSONP (always 200, the status in the object's `status`, `application/javascript`) and `img` for a 1x1 GIF."
     ),
     paths(
         http::index, http::reset_counter, http::healthz, http::readyz, http::metrics, serve,

@@ -85,7 +85,7 @@ fn words(command: &str) -> Vec<String> {
 
 /// The expected text as a pattern of the whole answer.
 fn pattern(expected: &str) -> Regex {
-    let varying = Regex::new(r#"\.\.\.|\d{4}-\d{2}-\d{2}|"(created|uptime_seconds)":\d+"#).unwrap();
+    let varying = Regex::new(r#"\.\.\.|\d{4}-\d{2}-\d{2}|"(created|uptime_seconds|requests)":\d+"#).unwrap();
     let mut pattern = String::from("(?s)^");
     let mut last = 0;
     for found in varying.find_iter(expected) {
@@ -106,7 +106,13 @@ fn pattern(expected: &str) -> Regex {
     Regex::new(&pattern).unwrap()
 }
 
-async fn run(example: &Example, base: &str, admin_key: &Option<String>) -> String {
+/// The answer as curl prints it, and the admin key a `/create` answer
+/// carries in `X-Admin-Key`.
+async fn run(
+    example: &Example,
+    base: &str,
+    admin_key: &Option<String>,
+) -> (String, Option<String>) {
     let mut words = words(&example.command).into_iter();
     assert_eq!(
         words.next().as_deref(),
@@ -120,11 +126,13 @@ async fn run(example: &Example, base: &str, admin_key: &Option<String>) -> Strin
     let mut method = reqwest::Method::GET;
     let mut headers = Vec::new();
     let mut url = None;
+    let mut include_head = false;
     while let Some(word) = words.next() {
         match word.as_str() {
             "-X" => method = words.next().unwrap().parse().unwrap(),
             "-H" => headers.push(words.next().unwrap()),
             "-s" | "-sS" => {}
+            "-i" => include_head = true,
             flag if flag.starts_with('-') => panic!(
                 "{}:{}: the README test does not know {flag}",
                 example.file, example.line
@@ -151,7 +159,28 @@ async fn run(example: &Example, base: &str, admin_key: &Option<String>) -> Strin
         let (name, value) = header.split_once(':').unwrap();
         request = request.header(name.trim(), value.trim());
     }
-    request.send().await.unwrap().text().await.unwrap()
+    let response = request.send().await.unwrap();
+    let mut head = String::new();
+    if include_head {
+        // As `curl -i` prints it (HTTP/1.1, headers in the order received).
+        let status = response.status();
+        head.push_str(&format!(
+            "HTTP/1.1 {} {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ));
+        for (name, value) in response.headers() {
+            head.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("")));
+        }
+        head.push('\n');
+    }
+    let admin_key = response
+        .headers()
+        .get("x-admin-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.text().await.unwrap();
+    (format!("{head}{body}"), admin_key)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -176,7 +205,7 @@ async fn every_curl_example_in_the_readme_and_docs_answers_as_shown() {
             let app = App::start(AppConfig::embedded(dir.path()));
             let mut admin_key = None;
             for example in block {
-                let answer = run(&example, &app.base, &admin_key).await;
+                let (answer, new_key) = run(&example, &app.base, &admin_key).await;
                 assert!(
                     pattern(&example.expected).is_match(&answer),
                     "{}:{}: $ {}\n  README shows: {}\n  service says: {}",
@@ -186,10 +215,8 @@ async fn every_curl_example_in_the_readme_and_docs_answers_as_shown() {
                     example.expected,
                     answer
                 );
-                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&answer)
-                    && let Some(key) = json["admin_key"].as_str()
-                {
-                    admin_key = Some(key.to_string());
+                if new_key.is_some() {
+                    admin_key = new_key;
                 }
                 checked += 1;
             }
