@@ -85,7 +85,8 @@ fn words(command: &str) -> Vec<String> {
 
 /// The expected text as a pattern of the whole answer.
 fn pattern(expected: &str) -> Regex {
-    let varying = Regex::new(r#"\.\.\.|\d{4}-\d{2}-\d{2}|"(created|uptime_seconds|requests)":\d+"#).unwrap();
+    let varying =
+        Regex::new(r#"\.\.\.|\d{4}-\d{2}-\d{2}|"(created|uptime_seconds|requests)":\d+"#).unwrap();
     let mut pattern = String::from("(?s)^");
     let mut last = 0;
     for found in varying.find_iter(expected) {
