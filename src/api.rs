@@ -172,7 +172,12 @@ pub fn authorize(
     headers: &HeaderMap,
     counter: Option<&CounterInfo>,
 ) -> Result<Admin, AppError> {
-    let given = bearer(headers).ok_or(AppError::Unauthorized)?;
+    let given = bearer(headers).ok_or_else(|| match counter {
+        Some(info) if state.admin_token.is_none() && info.admin_key_hash.is_none() => {
+            AppError::NobodyMay(info.id.clone())
+        }
+        _ => AppError::Unauthorized,
+    })?;
     let given_digest = Sha256::digest(given.as_bytes());
     if let Some(token) = &state.admin_token
         && bool::from(given_digest.ct_eq(&Sha256::digest(token.as_bytes())))
@@ -349,6 +354,7 @@ fn check_may_set(
         return Err(AppError::ResetNotAllowed {
             id: info.id.clone(),
             value: info.value,
+            no_admin_token: state.admin_token.is_none(),
         });
     }
     Ok(())

@@ -87,9 +87,21 @@ pub enum AppError {
     Conflict(CounterId),
     /// CountAPI's `/set` refusal: 403 with the unchanged value.
     #[error(
-        "counter {id} does not allow resets (it was created without enable_reset=true); only ADMIN_TOKEN can set it"
+        "counter {id} does not allow resets (it was created without enable_reset=true); only ADMIN_TOKEN can set it{}",
+        if *.no_admin_token { ", and this service has none: set ADMIN_TOKEN (16 characters or more) to manage it" } else { "" }
     )]
-    ResetNotAllowed { id: CounterId, value: i64 },
+    ResetNotAllowed {
+        id: CounterId,
+        value: i64,
+        /// The service runs without ADMIN_TOKEN: nothing can set it.
+        no_admin_token: bool,
+    },
+    /// A change that needs a key on a counter that has none (made by a first
+    /// hit) while the service has no ADMIN_TOKEN: nothing can make it.
+    #[error(
+        "counter {0} has no admin key (it was made by a first hit) and this service has no ADMIN_TOKEN, so nothing can change it; set ADMIN_TOKEN (16 characters or more) to manage it"
+    )]
+    NobodyMay(CounterId),
     /// CountAPI's `/set` of a missing counter: 404 with null values.
     #[error("counter {0} does not exist")]
     NoSetValue(CounterId),
@@ -194,9 +206,10 @@ impl IntoResponse for AppError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited(_) | Self::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::AdminTokenNeeded | Self::LocalOnly(_) | Self::Reserved(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Self::AdminTokenNeeded
+            | Self::LocalOnly(_)
+            | Self::Reserved(_)
+            | Self::NobodyMay(_) => StatusCode::FORBIDDEN,
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         match self {

@@ -735,3 +735,40 @@ async fn embedded_record_needs_no_setup_and_keeps_counts_across_restarts() {
         json!({"value": 2})
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_admin_token_a_hit_made_counter_says_nothing_can_change_it() {
+    for b in backends(None) {
+        let base = &b.app.base;
+        get_json(format!("{base}/hit/site.example/page")).await;
+        let (status, body) = get_json(format!("{base}/set/site.example/page?value=5")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", b.name);
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("this service has none"),
+            "{}: {body}",
+            b.name
+        );
+        let (status, body) = call(
+            reqwest::Method::DELETE,
+            format!("{base}/delete/site.example/page"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", b.name);
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("nothing can change it"),
+            "{}: {body}",
+            b.name
+        );
+        assert_eq!(
+            get_json(format!("{base}/get/site.example/page")).await.1,
+            json!({"value": 1})
+        );
+    }
+}
