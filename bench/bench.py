@@ -227,13 +227,16 @@ class Stack:
         ).strip()
 
     def pg_counters(self) -> dict:
-        # Batches: every writer numbers its group commits 1, 2, 3, ... in
-        # writer_progress, so the sum of last_batch counts them exactly. The
+        # Batches: every writer numbers its group commits in writer_progress,
+        # 1, 2, 3, ... before issue #9 and 65536, 131072, ... since (a batch
+        # split after a data error numbers its parts in between), so the sum
+        # of last_batch, in steps of the writer's stride, counts them. The
         # pg_stat_* figures reach the statistics up to a second late: only
         # their ratio (time per WAL sync) is used.
         row = self.psql(
-            "SELECT (SELECT coalesce(sum(last_batch), 0) FROM writer_progress), w.wal_sync, w.wal_sync_time "
-            "FROM pg_stat_wal w"
+            "SELECT (SELECT coalesce(sum(CASE WHEN last_batch >= 65536 AND last_batch % 65536 = 0 "
+            "THEN last_batch / 65536 ELSE last_batch END), 0) FROM writer_progress), "
+            "w.wal_sync, w.wal_sync_time FROM pg_stat_wal w"
         ).split("|")
         return dict(batches=int(row[0]), wal_sync=int(row[1]), wal_sync_time_ms=float(row[2]))
 
