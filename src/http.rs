@@ -50,9 +50,6 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    /// When the service started. (`/stats` no longer shows an uptime:
-    /// CountAPI's strict clients refuse fields it did not have.)
-    pub started: std::time::Instant,
     /// First words of the page at `/`.
     pub greeting: Arc<str>,
     /// When set, `/resetcounter` needs `Authorization: Bearer <token>`.

@@ -129,7 +129,6 @@ pub async fn serve(
 
     let state = AppState {
         engine: engine.clone(),
-        started: std::time::Instant::now(),
         greeting: args.greeting.as_str().into(),
         admin_token: admin_token.map(Into::into),
     };

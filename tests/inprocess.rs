@@ -37,7 +37,6 @@ async fn service() -> Service {
     ));
     let state = AppState {
         engine,
-        started: std::time::Instant::now(),
         greeting: "Hello Linode!".into(),
         admin_token: Some("test-token".into()),
     };
