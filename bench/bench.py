@@ -3,7 +3,7 @@
 
 Started by bench/run.sh (which adds a last-resort cleanup trap). Starts a
 throwaway PostgreSQL 15, Redis, N app processes and nginx (configured from the
-project's nginx/nginx.conf, see nginxconf.py), all on 127.0.0.1 and free
+project's nginx/nginx.conf, rendered by nginxconf.py), all on 127.0.0.1 and free
 ports, then drives wrk (bench/load.lua) at each concurrency against each
 target in turn, repeated, and reports throughput, latency, errors, memory,
 CPU per process, and whether the durable record equals the hits answered 2xx.
@@ -310,31 +310,24 @@ class Stack:
         self.nginx_port = free_port()
         prefix = self.tmp / "nginx"
         prefix.mkdir()
-        source_path = ROOT / "nginx" / "nginx.conf"
         overrides = {}
         for item in self.args.nginx_set:
             key, _, value = item.partition("=")
             overrides[key] = value
-        if source_path.exists():
-            source, self.nginx_source = source_path.read_text(), "nginx/nginx.conf (derived)"
-        else:
-            source, self.nginx_source = nginxconf.FALLBACK, "built-in stand-in (the project has no nginx/nginx.conf)"
-            log("nginx: the project has no nginx/nginx.conf; using the bench's stand-in configuration")
-        derived = nginxconf.derive(
-            source, str(source_path.parent), self.app_ports, self.nginx_port, str(prefix),
+        rendered = nginxconf.render(
+            str(ROOT / "nginx"), self.app_ports, self.nginx_port, str(prefix),
             access_log=self.args.nginx_access_log, overrides=overrides,
-            template_env=nginxconf.BENCH_LIMITS,
         )
-        self.nginx_conf_text = derived.text
-        self.nginx_notes = derived.notes
+        self.nginx_source = "nginx/nginx.conf (rendered)"
+        self.nginx_conf_text = rendered.text
+        self.nginx_notes = rendered.notes
         conf = prefix / "nginx.conf"
-        conf.write_text(derived.text)
+        conf.write_text(rendered.text)
         base = ["nginx", "-p", f"{prefix}/", "-c", str(conf), "-e", str(prefix / "error.log")]
         check = subprocess.run(base + ["-t", "-q"], capture_output=True, text=True)
         if check.returncode != 0:
-            raise RuntimeError(f"derived nginx config rejected:\n{check.stderr}\n{derived.text}")
-        daemon = any(n.name == "daemon" for n in nginxconf.parse(derived.text))
-        proc = self.spawn("nginx", base + ([] if daemon else ["-g", "daemon off;"]), sig="TERM")
+            raise RuntimeError(f"rendered nginx config rejected:\n{check.stderr}\n{rendered.text}")
+        proc = self.spawn("nginx", base + ["-g", "daemon off;"], sig="TERM")
         self.nginx_pid = proc.pid
         deadline = time.time() + 20
         while True:
@@ -349,7 +342,7 @@ class Stack:
                                    (prefix / "error.log").read_text(errors="replace")[-3000:])
             time.sleep(0.1)
         log(f"nginx: 127.0.0.1:{self.nginx_port} (pid {proc.pid}), config from {self.nginx_source}")
-        for note in derived.notes:
+        for note in rendered.notes:
             log(f"  nginx conf: {note}")
 
     # Stopping ----------------------------------------------------------------
@@ -882,7 +875,7 @@ def main():
     ap.add_argument("--app-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the apps, e.g. DB_POOL_SIZE=4 (repeatable)")
     ap.add_argument("--nginx-set", action="append", default=[], metavar="DIRECTIVE=VALUE",
-                    help="override in the derived nginx config: worker_processes=N, upstream_keepalive=N, "
+                    help="override in the rendered nginx config: worker_processes=N, upstream_keepalive=N, "
                          "or any http-level directive (repeatable)")
     ap.add_argument("--nginx-access-log", choices=["project", "off", "buffered"], default="project",
                     help="access log as the project has it (to a file here), off, or buffered")
