@@ -5,14 +5,12 @@
 //! Every load here is bounded in count and time, and goes to 127.0.0.0/8
 //! only; 203.0.113.7 appears only as the text of a header.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{self, App, AppConfig, Postgres, Redis, client_from, wait_for};
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
-use support::{App, AppConfig, Postgres, Redis, client_from, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 

@@ -3,12 +3,10 @@
 //! JSONP and `img`, and `/set` without a key. The client libraries
 //! themselves run in `countapi_clients.rs`.
 
-mod support;
-
+use crate::support::{App, AppConfig, client};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use support::{App, AppConfig, client};
 
 fn embedded(dir: &tempfile::TempDir) -> App {
     App::start(AppConfig::embedded(dir.path()))

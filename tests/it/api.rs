@@ -1,11 +1,9 @@
 //! The counter API, end to end over HTTP, against both records: PostgreSQL
 //! with Redis, and the embedded SQLite file with no cache.
 
-mod support;
-
+use crate::support::{self, App, AppConfig, Postgres, Redis, client, get_text};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{App, AppConfig, Postgres, Redis, client, get_text};
 
 /// A running service on one of the two records, with what keeps it alive.
 struct Backend {
