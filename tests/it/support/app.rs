@@ -1,5 +1,9 @@
 //! The service under test: the real `hitcounter` binary as a child process
-//! ([`App`], configured by [`AppConfig`]).
+//! ([`App`], configured by [`AppConfig`]) for whatever needs sockets,
+//! signals, timeouts or a server failure, and the router driven in-process
+//! ([`InProcess`]) over either store for API behaviour that needs none.
+//! This is the only file of the test crate that names the library's API,
+//! so a rename there is followed here once.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -162,4 +166,160 @@ impl Drop for App {
             let _ = child.wait();
         }
     }
+}
+
+/// An admin token the in-process services and the tests share.
+pub type Token<'a> = Option<&'a str>;
+
+/// The router driven in this process (`tower::ServiceExt::oneshot`), on one
+/// of the two stores, with what keeps that store alive. The engine has the
+/// binary's defaults but for `RETRY_INTERVAL`, 200 ms as [`App`] sets it;
+/// requests carry no socket peer, so every client is a stranger and no rate
+/// limit applies (as `RATE_LIMIT=0` for [`App`]).
+pub struct InProcess {
+    /// "postgres+redis" or "sqlite", for assertion messages.
+    pub name: &'static str,
+    router: axum::Router,
+    _servers: Option<(Postgres, Redis)>,
+    _dir: tempfile::TempDir,
+}
+
+/// One in-process answer.
+pub struct Answer {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON, `Null` when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("a UTF-8 body")
+    }
+}
+
+impl InProcess {
+    /// PostgreSQL with Redis, then the embedded SQLite file with no cache:
+    /// the two records every API test runs against.
+    pub async fn both(admin_token: Token<'_>) -> Vec<Self> {
+        vec![
+            Self::postgres_redis(admin_token).await,
+            Self::sqlite(admin_token).await,
+        ]
+    }
+
+    pub async fn postgres_redis(admin_token: Token<'_>) -> Self {
+        let pg = Postgres::shared();
+        let redis = Redis::shared();
+        // A PostgreSQL store never opens its SQLite path.
+        let store = store(Some(&pg.url), Path::new("unused.db"));
+        let cache = hitcounter::cache::Cache::connect_lazy(
+            &redis.url,
+            &redis.prefix,
+            Duration::from_millis(250),
+        )
+        .expect("a Redis URL");
+        let router = router(store, Some(cache), admin_token).await;
+        Self {
+            name: "postgres+redis",
+            router,
+            _servers: Some((pg, redis)),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub async fn sqlite(admin_token: Token<'_>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(None, &dir.path().join("hitcounter.db"));
+        let router = router(store, None, admin_token).await;
+        Self {
+            name: "sqlite",
+            router,
+            _servers: None,
+            _dir: dir,
+        }
+    }
+
+    /// Sends `request` through the router and reads the whole answer.
+    pub async fn send(&self, request: axum::http::Request<axum::body::Body>) -> Answer {
+        use tower::ServiceExt;
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            body: body.to_vec(),
+        }
+    }
+
+    /// `method path` with `Authorization: Bearer <token>` when given.
+    pub async fn call(&self, method: axum::http::Method, path: &str, token: Token<'_>) -> Answer {
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(request.body(axum::body::Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(axum::http::Method::GET, path, None).await
+    }
+}
+
+fn store(database_url: Option<&str>, sqlite_path: &Path) -> hitcounter::store::Store {
+    hitcounter::store::Store::open(database_url, sqlite_path, 8, Duration::from_secs(1))
+        .expect("a store")
+}
+
+/// The router over `store` and `cache`, the record migrated, the writer
+/// running on this runtime.
+async fn router(
+    store: hitcounter::store::Store,
+    cache: Option<hitcounter::cache::Cache>,
+    admin_token: Token<'_>,
+) -> axum::Router {
+    store.migrate().await.expect("migrate the record");
+    let engine = hitcounter::engine::Engine::with_parts(
+        store,
+        cache,
+        hitcounter::engine::EngineSettings {
+            retry_interval: Duration::from_millis(200),
+            max_batch: 4096,
+            batch_linger: Duration::from_millis(3),
+            max_counters: 1_000_000,
+        },
+    );
+    hitcounter::http::router(hitcounter::http::AppState {
+        engine: Arc::new(engine),
+        greeting: "Hello Linode!".into(),
+        admin_token: admin_token.map(Into::into),
+    })
+}
+
+/// The OpenAPI description the service serves, as JSON.
+pub fn openapi() -> serde_json::Value {
+    use utoipa::OpenApi;
+    serde_json::to_value(hitcounter::openapi::ApiDoc::openapi()).unwrap()
+}
+
+/// The path patterns the router serves.
+pub fn routed_paths() -> Vec<String> {
+    hitcounter::http::routes()
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
 }
