@@ -61,6 +61,56 @@ fn run_ok(cmd: &mut Command, what: &str) {
     );
 }
 
+/// A data directory made by `initdb -A trust` once per machine, PostgreSQL
+/// and user, which every server without a password copies: initdb is most
+/// of the time a server takes to start. Made in a folder of its own and
+/// renamed into place, so tests starting at once never see half of one.
+fn template(bindir: &Path) -> PathBuf {
+    let name = format!(
+        "hc-pg-template-v1-{}-{}",
+        bindir.display().to_string().replace('/', "_"),
+        nix::unistd::geteuid()
+    );
+    let path = std::env::temp_dir().join(name);
+    let data = path.join("data");
+    if data.join("PG_VERSION").exists() {
+        return data;
+    }
+    let staging = path.with_extension(random_suffix());
+    std::fs::create_dir(&staging).expect("create the template's folder");
+    if is_root() {
+        run_ok(
+            Command::new("chown").arg("postgres:postgres").arg(&staging),
+            "chown the template's folder",
+        );
+    }
+    run_ok(
+        pg_command(bindir, "initdb")
+            .args([
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-A",
+                "trust",
+                "-D",
+            ])
+            .arg(staging.join("data")),
+        "initdb (template)",
+    );
+    // Another test may have renamed its template into place first.
+    if std::fs::rename(&staging, &path).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    assert!(
+        data.join("PG_VERSION").exists(),
+        "no template at {}",
+        data.display()
+    );
+    data
+}
+
 /// A PostgreSQL database: on a server of this test's own, or a fresh
 /// database on the server at `DATABASE_URL` (see [`Postgres::shared`]).
 pub struct Postgres {
@@ -182,10 +232,14 @@ impl Postgres {
             );
         }
         let data = dir.path().join("data");
-        let mut initdb = pg_command(&bindir, "initdb");
-        initdb.args(["-U", "postgres", "--no-sync", "-E", "UTF8"]);
         match password {
-            None => initdb.args(["-A", "trust"]),
+            None => run_ok(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(template(&bindir))
+                    .arg(&data),
+                "copy the initdb template",
+            ),
             Some(password) => {
                 let pwfile = dir.path().join("pwfile");
                 std::fs::write(&pwfile, password).unwrap();
@@ -195,12 +249,17 @@ impl Postgres {
                         "chown pwfile",
                     );
                 }
-                initdb
-                    .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
-                    .arg(format!("--pwfile={}", pwfile.display()))
+                run_ok(
+                    pg_command(&bindir, "initdb")
+                        .args(["-U", "postgres", "--no-sync", "-E", "UTF8"])
+                        .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                        .arg(format!("--pwfile={}", pwfile.display()))
+                        .arg("-D")
+                        .arg(&data),
+                    "initdb",
+                );
             }
-        };
-        run_ok(initdb.arg("-D").arg(&data), "initdb");
+        }
         let port = free_port();
         let user = match password {
             None => "postgres".to_string(),
