@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the public CountAPI client libraries that tests/countapi_clients.rs
+# Installs the public CountAPI client libraries that tests/it/countapi_clients.rs
 # runs, from PyPI and npm, into tests/countapi/.deps (git-ignored; nothing of
 # them is committed). Run by .ci/run before the tests; run it by hand once
-# before `cargo nextest run --test countapi_clients`. Tests themselves reach
+# before `cargo nextest run --test it countapi_clients::`. Tests themselves reach
 # no address but 127.0.0.1, so the install is here and not in the test.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

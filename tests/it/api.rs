@@ -1,120 +1,91 @@
-//! The counter API, end to end over HTTP, against both records: PostgreSQL
-//! with Redis, and the embedded SQLite file with no cache.
+//! The counter API against both records, PostgreSQL with Redis and the
+//! embedded SQLite file with no cache: driven in-process through the router
+//! where no server fails, and over HTTP on the real binary where PostgreSQL
+//! is stopped or the process restarts.
 
-mod support;
-
+use axum::body::Body;
+use axum::http::Request;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{App, AppConfig, Postgres, Redis, client, get_text};
 
-/// A running service on one of the two records, with what keeps it alive.
-struct Backend {
-    name: &'static str,
-    app: App,
-    _servers: Option<(Postgres, Redis)>,
-    _dir: tempfile::TempDir,
+use crate::support::{self, App, AppConfig, InProcess, Postgres, Redis, client, get_text};
+
+/// `method path` on the in-process router, with a bearer `token` if given:
+/// the status and the body as JSON (`Null` when it is not JSON).
+async fn call(
+    b: &InProcess,
+    method: reqwest::Method,
+    path: impl AsRef<str>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let answer = b.call(method, path.as_ref(), token).await;
+    (answer.status, answer.json())
 }
 
-fn backends(admin_token: Option<&str>) -> Vec<Backend> {
-    fn with_token<'a>(config: AppConfig<'a>, admin_token: Option<&'a str>) -> AppConfig<'a> {
-        match admin_token {
-            Some(token) => config.env("ADMIN_TOKEN", token),
-            None => config,
-        }
-    }
-    let pg = Postgres::shared();
-    let redis = Redis::shared();
-    let app = App::start(with_token(AppConfig::new(&pg, Some(&redis)), admin_token));
-    let networked = Backend {
-        name: "postgres+redis",
-        app,
-        _servers: Some((pg, redis)),
-        _dir: tempfile::tempdir().unwrap(),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(with_token(AppConfig::embedded(dir.path()), admin_token));
-    let embedded = Backend {
-        name: "sqlite",
-        app,
-        _servers: None,
-        _dir: dir,
-    };
-    vec![networked, embedded]
+async fn get_json(b: &InProcess, path: impl AsRef<str>) -> (StatusCode, Value) {
+    call(b, reqwest::Method::GET, path, None).await
 }
 
-async fn call(method: reqwest::Method, url: String, token: Option<&str>) -> (StatusCode, Value) {
-    let mut request = client().request(method, url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
+/// GET `url` on the real binary: the status and the body as JSON.
+async fn http_json(url: String) -> (StatusCode, Value) {
+    let response = client().get(url).send().await.unwrap();
     let status = response.status();
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body)
 }
 
-async fn get_json(url: String) -> (StatusCode, Value) {
-    call(reqwest::Method::GET, url, None).await
-}
-
 /// `/create` with `query`: the body and the admin key from `X-Admin-Key`.
-async fn create(base: &str, query: &str) -> (StatusCode, Value, Option<String>) {
-    let response = client()
-        .get(format!("{base}/create?{query}"))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let admin_key = response
-        .headers()
+async fn create(b: &InProcess, query: &str) -> (StatusCode, Value, Option<String>) {
+    let answer = b.get(&format!("/create?{query}")).await;
+    let admin_key = answer
+        .headers
         .get("x-admin-key")
         .map(|v| v.to_str().unwrap().to_string());
-    (status, response.json().await.unwrap(), admin_key)
+    (answer.status, answer.json(), admin_key)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hit_creates_a_counter_and_get_reads_it() {
-    for b in backends(None) {
-        let base = &b.app.base;
+    for b in InProcess::both(None).await {
         assert_eq!(
-            get_json(format!("{base}/hit/site.example/page-1")).await,
+            get_json(&b, "/hit/site.example/page-1").await,
             (StatusCode::OK, json!({"value": 1})),
             "{}",
             b.name
         );
         assert_eq!(
-            get_json(format!("{base}/hit/site.example/page-1")).await,
+            get_json(&b, "/hit/site.example/page-1").await,
             (StatusCode::OK, json!({"value": 2}))
         );
         // One segment: namespace `default`.
         assert_eq!(
-            get_json(format!("{base}/hit/page-1")).await,
+            get_json(&b, "/hit/page-1").await,
             (StatusCode::OK, json!({"value": 1}))
         );
         assert_eq!(
-            get_json(format!("{base}/get/default/page-1")).await,
+            get_json(&b, "/get/default/page-1").await,
             (StatusCode::OK, json!({"value": 1}))
         );
         assert_eq!(
-            get_json(format!("{base}/get/site.example/page-1")).await,
+            get_json(&b, "/get/site.example/page-1").await,
             (StatusCode::OK, json!({"value": 2}))
         );
         // POST counts too.
         assert_eq!(
-            call(reqwest::Method::POST, format!("{base}/hit/page-1"), None).await,
+            call(&b, reqwest::Method::POST, "/hit/page-1", None).await,
             (StatusCode::OK, json!({"value": 2}))
         );
         // Missing: CountAPI's exact answer.
         assert_eq!(
-            get_json(format!("{base}/get/no-such-key")).await,
+            get_json(&b, "/get/no-such-key").await,
             (StatusCode::NOT_FOUND, json!({"value": null})),
             "{}",
             b.name
         );
         // The seed page is an ordinary counter.
-        client().get(base).send().await.unwrap();
+        b.get("/").await;
         assert_eq!(
-            get_json(format!("{base}/get/linode-page")).await,
+            get_json(&b, "/get/linode-page").await,
             (StatusCode::OK, json!({"value": 1}))
         );
     }
@@ -122,8 +93,7 @@ async fn hit_creates_a_counter_and_get_reads_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_names_and_parameters_get_400_saying_what_is_wrong() {
-    for b in backends(None) {
-        let base = &b.app.base;
+    for b in InProcess::both(None).await {
         for (path, expected) in [
             ("/hit/ab", "key must be 3 to 64 characters long, got 2"),
             (
@@ -163,26 +133,25 @@ async fn bad_names_and_parameters_get_400_saying_what_is_wrong() {
                 "days must be between 1 and 366, got 0",
             ),
         ] {
-            let (status, body) = get_json(format!("{base}{path}")).await;
+            let (status, body) = get_json(&b, path).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{} {path}: {body}", b.name);
             assert_eq!(body["error"], expected, "{path}");
         }
         let long = "k".repeat(65);
-        let (status, body) = get_json(format!("{base}/hit/{long}")).await;
+        let (status, body) = get_json(&b, format!("/hit/{long}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"], "key must be 3 to 64 characters long, got 65");
         // Nothing was created by any of them.
-        let (_, stats) = get_json(format!("{base}/stats")).await;
+        let (_, stats) = get_json(&b, "/stats").await;
         assert_eq!(stats["keys_created"], 0, "{}", b.name);
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_returns_an_admin_key_once_and_set_reset_delete_need_it() {
-    for b in backends(Some("service-token-0123456789")) {
-        let base = &b.app.base;
+    for b in InProcess::both(Some("service-token-0123456789")).await {
         let (status, created, key) =
-            create(base, "namespace=blog&key=post-1&value=10&enable_reset=true").await;
+            create(&b, "namespace=blog&key=post-1&value=10&enable_reset=true").await;
         assert_eq!(status, StatusCode::OK, "{}", b.name);
         // CountAPI's body, nothing more: the key is in X-Admin-Key.
         assert_eq!(
@@ -193,48 +162,43 @@ async fn create_returns_an_admin_key_once_and_set_reset_delete_need_it() {
         assert!(key.len() >= 32);
 
         // Again: conflict, and no key is handed out.
-        let (status, body, again) = create(base, "namespace=blog&key=post-1").await;
+        let (status, body, again) = create(&b, "namespace=blog&key=post-1").await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(body["error"], "counter blog/post-1 already exists");
         assert!(again.is_none());
 
         // Wrong, right. (No token at all: anyone may set a counter created
         // with enable_reset=true, as in CountAPI; see the test below.)
-        let set = format!("{base}/set/blog/post-1?value=42");
+        let set = "/set/blog/post-1?value=42".to_string();
         assert_eq!(
-            call(reqwest::Method::GET, set.clone(), Some("wrong"))
+            call(&b, reqwest::Method::GET, set.clone(), Some("wrong"))
                 .await
                 .0,
             StatusCode::FORBIDDEN
         );
         assert_eq!(
-            get_json(format!("{base}/get/blog/post-1")).await.1,
+            get_json(&b, "/get/blog/post-1").await.1,
             json!({"value": 10}),
             "refused set changed nothing"
         );
         assert_eq!(
-            call(reqwest::Method::GET, set.clone(), Some(&key)).await,
+            call(&b, reqwest::Method::GET, set.clone(), Some(&key)).await,
             (StatusCode::OK, json!({"old_value": 10, "value": 42}))
         );
         assert_eq!(
-            get_json(format!("{base}/hit/blog/post-1")).await.1,
+            get_json(&b, "/hit/blog/post-1").await.1,
             json!({"value": 43})
         );
         assert_eq!(
-            call(
-                reqwest::Method::POST,
-                format!("{base}/reset/blog/post-1"),
-                Some(&key)
-            )
-            .await,
+            call(&b, reqwest::Method::POST, "/reset/blog/post-1", Some(&key)).await,
             (StatusCode::OK, json!({"old_value": 43, "value": 0}))
         );
 
         // Another counter's key does not work here.
-        let (_, _, other_key) = create(base, "namespace=blog&key=post-2&enable_reset=1").await;
+        let (_, _, other_key) = create(&b, "namespace=blog&key=post-2&enable_reset=1").await;
         let other_key = other_key.unwrap();
         assert_eq!(
-            call(reqwest::Method::GET, set.clone(), Some(&other_key))
+            call(&b, reqwest::Method::GET, set.clone(), Some(&other_key))
                 .await
                 .0,
             StatusCode::FORBIDDEN
@@ -242,19 +206,16 @@ async fn create_returns_an_admin_key_once_and_set_reset_delete_need_it() {
 
         // Delete needs the key too; afterwards the counter is gone.
         assert_eq!(
-            call(
-                reqwest::Method::DELETE,
-                format!("{base}/delete/blog/post-1"),
-                None
-            )
-            .await
-            .0,
+            call(&b, reqwest::Method::DELETE, "/delete/blog/post-1", None)
+                .await
+                .0,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
             call(
+                &b,
                 reqwest::Method::DELETE,
-                format!("{base}/delete/blog/post-1"),
+                "/delete/blog/post-1",
                 Some(&key)
             )
             .await
@@ -262,13 +223,13 @@ async fn create_returns_an_admin_key_once_and_set_reset_delete_need_it() {
             StatusCode::OK
         );
         assert_eq!(
-            get_json(format!("{base}/get/blog/post-1")).await,
+            get_json(&b, "/get/blog/post-1").await,
             (StatusCode::NOT_FOUND, json!({"value": null}))
         );
         // Created again after a delete, it starts from its new value.
-        get_json(format!("{base}/create?namespace=blog&key=post-1&value=5")).await;
+        get_json(&b, "/create?namespace=blog&key=post-1&value=5").await;
         assert_eq!(
-            get_json(format!("{base}/hit/blog/post-1")).await.1,
+            get_json(&b, "/hit/blog/post-1").await.1,
             json!({"value": 6}),
             "{}",
             b.name
@@ -278,19 +239,13 @@ async fn create_returns_an_admin_key_once_and_set_reset_delete_need_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_token() {
-    for b in backends(Some("service-token-0123456789")) {
-        let base = &b.app.base;
-        let (_, _, key) = create(base, "key=locked").await;
+    for b in InProcess::both(Some("service-token-0123456789")).await {
+        let (_, _, key) = create(&b, "key=locked").await;
         let key = key.unwrap();
         let key = key.as_str();
         // Its own key and no key alike: CountAPI's 403 with the value.
         for token in [Some(key), None] {
-            let (status, body) = call(
-                reqwest::Method::GET,
-                format!("{base}/set/locked?value=5"),
-                token,
-            )
-            .await;
+            let (status, body) = call(&b, reqwest::Method::GET, "/set/locked?value=5", token).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{}", b.name);
             assert_eq!(
                 body,
@@ -303,8 +258,9 @@ async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_tok
         }
         assert_eq!(
             call(
+                &b,
                 reqwest::Method::GET,
-                format!("{base}/set/locked?value=5"),
+                "/set/locked?value=5",
                 Some("service-token-0123456789")
             )
             .await,
@@ -312,37 +268,32 @@ async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_tok
         );
 
         // Created implicitly by /hit: nobody's key but ADMIN_TOKEN.
-        get_json(format!("{base}/hit/implicit")).await;
+        get_json(&b, "/hit/implicit").await;
         assert_eq!(
-            call(
-                reqwest::Method::GET,
-                format!("{base}/reset/implicit"),
-                Some(key)
-            )
-            .await
-            .0,
+            call(&b, reqwest::Method::GET, "/reset/implicit", Some(key))
+                .await
+                .0,
             StatusCode::FORBIDDEN
         );
         assert_eq!(
             call(
+                &b,
                 reqwest::Method::GET,
-                format!("{base}/reset/implicit"),
+                "/reset/implicit",
                 Some("service-token-0123456789")
             )
             .await
             .0,
             StatusCode::OK
         );
-        assert_eq!(
-            get_json(format!("{base}/get/implicit")).await.1,
-            json!({"value": 0})
-        );
+        assert_eq!(get_json(&b, "/get/implicit").await.1, json!({"value": 0}));
         // Setting or deleting a counter that does not exist is a 404
         // (/set's as CountAPI: null values).
         assert_eq!(
             call(
+                &b,
                 reqwest::Method::GET,
-                format!("{base}/set/nothing?value=1"),
+                "/set/nothing?value=1",
                 Some("service-token-0123456789")
             )
             .await,
@@ -353,8 +304,9 @@ async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_tok
         );
         assert_eq!(
             call(
+                &b,
                 reqwest::Method::GET,
-                format!("{base}/delete/nothing"),
+                "/delete/nothing",
                 Some("service-token-0123456789")
             )
             .await
@@ -366,56 +318,53 @@ async fn counters_without_enable_reset_or_key_can_be_changed_only_with_admin_tok
 
 #[tokio::test(flavor = "multi_thread")]
 async fn update_adds_amounts_within_the_counter_bounds() {
-    for b in backends(None) {
-        let base = &b.app.base;
+    for b in InProcess::both(None).await {
         assert_eq!(
-            get_json(format!("{base}/update/nothing?amount=1")).await.0,
+            get_json(&b, "/update/nothing?amount=1").await.0,
             StatusCode::NOT_FOUND,
             "{}",
             b.name
         );
-        get_json(format!(
-            "{base}/create?key=score&value=100&update_lowerbound=-5&update_upperbound=10"
-        ))
+        get_json(
+            &b,
+            "/create?key=score&value=100&update_lowerbound=-5&update_upperbound=10",
+        )
         .await;
         assert_eq!(
-            get_json(format!("{base}/update/score?amount=10")).await,
+            get_json(&b, "/update/score?amount=10").await,
             (StatusCode::OK, json!({"value": 110}))
         );
         assert_eq!(
-            get_json(format!("{base}/update/score?amount=-5")).await,
+            get_json(&b, "/update/score?amount=-5").await,
             (StatusCode::OK, json!({"value": 105}))
         );
-        let (status, body) = get_json(format!("{base}/update/score?amount=11")).await;
+        let (status, body) = get_json(&b, "/update/score?amount=11").await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(
             body["error"],
             "amount 11 is outside this counter's bounds [-5, 10]"
         );
         assert_eq!(
-            get_json(format!("{base}/update/score?amount=-6")).await.0,
+            get_json(&b, "/update/score?amount=-6").await.0,
             StatusCode::FORBIDDEN
         );
-        assert_eq!(
-            get_json(format!("{base}/get/score")).await.1,
-            json!({"value": 105})
-        );
+        assert_eq!(get_json(&b, "/get/score").await.1, json!({"value": 105}));
         // A counter made by a first hit has no creator to opt it in: it
         // can only be counted up, [0, 1].
-        get_json(format!("{base}/hit/visits")).await;
+        get_json(&b, "/hit/visits").await;
         assert_eq!(
-            get_json(format!("{base}/update/visits?amount=2")).await.0,
+            get_json(&b, "/update/visits?amount=2").await.0,
             StatusCode::FORBIDDEN
         );
         assert_eq!(
-            get_json(format!("{base}/update/visits?amount=-1")).await,
+            get_json(&b, "/update/visits?amount=-1").await,
             (
                 StatusCode::FORBIDDEN,
                 json!({"error": "amount -1 is outside this counter's bounds [0, 1]"})
             )
         );
         assert_eq!(
-            get_json(format!("{base}/update/visits?amount=1")).await.1,
+            get_json(&b, "/update/visits?amount=1").await.1,
             json!({"value": 2})
         );
     }
@@ -423,18 +372,18 @@ async fn update_adds_amounts_within_the_counter_bounds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn info_history_and_stats_describe_the_counters() {
-    for b in backends(None) {
-        let base = &b.app.base;
-        get_json(format!(
-            "{base}/create?namespace=docs&key=readme&value=7&enable_reset=1&update_upperbound=3"
-        ))
+    for b in InProcess::both(None).await {
+        get_json(
+            &b,
+            "/create?namespace=docs&key=readme&value=7&enable_reset=1&update_upperbound=3",
+        )
         .await;
         for _ in 0..4 {
-            get_json(format!("{base}/hit/docs/readme")).await;
+            get_json(&b, "/hit/docs/readme").await;
         }
-        get_json(format!("{base}/update/docs/readme?amount=3")).await;
+        get_json(&b, "/update/docs/readme?amount=3").await;
 
-        let (status, info) = get_json(format!("{base}/info/docs/readme?detail=true")).await;
+        let (status, info) = get_json(&b, "/info/docs/readme?detail=true").await;
         assert_eq!(status, StatusCode::OK, "{}", b.name);
         assert_eq!(info["ttl"], -1, "never expires");
         assert_eq!(info["namespace"], "docs");
@@ -458,7 +407,7 @@ async fn info_history_and_stats_describe_the_counters() {
         assert_eq!(week.len(), 7);
         assert_eq!(week[6]["hits"], 7, "today: 4 hits + an update of 3");
 
-        let (status, history) = get_json(format!("{base}/history/docs/readme?days=3")).await;
+        let (status, history) = get_json(&b, "/history/docs/readme?days=3").await;
         assert_eq!(status, StatusCode::OK);
         let days = history["days"].as_array().unwrap();
         assert_eq!(days.len(), 3);
@@ -467,15 +416,15 @@ async fn info_history_and_stats_describe_the_counters() {
         assert_eq!(days[0]["hits"], 0);
 
         assert_eq!(
-            get_json(format!("{base}/info/docs/nothing")).await.0,
+            get_json(&b, "/info/docs/nothing").await.0,
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            get_json(format!("{base}/history/docs/nothing")).await.0,
+            get_json(&b, "/history/docs/nothing").await.0,
             StatusCode::NOT_FOUND
         );
 
-        let (status, stats) = get_json(format!("{base}/stats")).await;
+        let (status, stats) = get_json(&b, "/stats").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(stats["keys_created"], 1);
         assert_eq!(stats["keys_updated"], 7);
@@ -486,31 +435,33 @@ async fn info_history_and_stats_describe_the_counters() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cors_lets_any_page_call_the_api() {
-    for b in backends(None) {
-        let base = &b.app.base;
-        let response = client()
-            .get(format!("{base}/hit/cors-test"))
-            .header("Origin", "https://someone.example")
-            .send()
-            .await
-            .unwrap();
+    for b in InProcess::both(None).await {
+        let response = b
+            .send(
+                Request::get("/hit/cors-test")
+                    .header("Origin", "https://someone.example")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
         assert_eq!(
-            response.headers()["access-control-allow-origin"],
-            "*",
+            response.headers["access-control-allow-origin"], "*",
             "{}",
             b.name
         );
-        let preflight = client()
-            .request(reqwest::Method::OPTIONS, format!("{base}/set/cors-test"))
-            .header("Origin", "https://someone.example")
-            .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "authorization")
-            .send()
-            .await
-            .unwrap();
-        assert!(preflight.status().is_success());
+        let preflight = b
+            .send(
+                Request::options("/set/cors-test")
+                    .header("Origin", "https://someone.example")
+                    .header("Access-Control-Request-Method", "POST")
+                    .header("Access-Control-Request-Headers", "authorization")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert!(preflight.status.is_success());
         assert!(
-            preflight.headers()["access-control-allow-headers"]
+            preflight.headers["access-control-allow-headers"]
                 .to_str()
                 .unwrap()
                 .contains("authorization")
@@ -525,7 +476,7 @@ async fn api_hits_follow_the_counting_contract_when_postgres_is_down() {
     let app = App::start(AppConfig::new(&pg, Some(&redis)));
     let base = &app.base;
     assert_eq!(
-        get_json(format!("{base}/hit/contract")).await.1,
+        http_json(format!("{base}/hit/contract")).await.1,
         json!({"value": 1})
     );
     support::wait_for(
@@ -535,18 +486,18 @@ async fn api_hits_follow_the_counting_contract_when_postgres_is_down() {
     );
     pg.stop();
     assert_eq!(
-        get_json(format!("{base}/hit/contract")).await,
+        http_json(format!("{base}/hit/contract")).await,
         (StatusCode::OK, json!({"value": 2}))
     );
     assert_eq!(
-        get_json(format!("{base}/get/contract")).await,
+        http_json(format!("{base}/get/contract")).await,
         (StatusCode::OK, json!({"value": 2})),
         "read from the cache"
     );
-    let (status, body) = get_json(format!("{base}/hit/never-seen")).await;
+    let (status, body) = http_json(format!("{base}/hit/never-seen")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body["error"].as_str().unwrap().contains("not counted"));
-    let (status, body) = get_json(format!("{base}/create?key=during-outage")).await;
+    let (status, body) = http_json(format!("{base}/create?key=during-outage")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         body["error"],
@@ -571,75 +522,61 @@ fn svg_width(svg: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
-    for b in backends(Some("service-token-0123456789")) {
-        let base = &b.app.base;
-        let client = client();
-
+    for b in InProcess::both(Some("service-token-0123456789")).await {
         // An SVG that counts, with headers that defeat image caches.
-        let response = client
-            .get(format!("{base}/badge/readme.example/views.svg"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{}", b.name);
+        let response = b.get("/badge/readme.example/views.svg").await;
+        assert_eq!(response.status, StatusCode::OK, "{}", b.name);
         assert_eq!(
-            response.headers()["content-type"],
+            response.headers["content-type"],
             "image/svg+xml; charset=utf-8"
         );
         assert_eq!(
-            response.headers()["cache-control"],
+            response.headers["cache-control"],
             "no-cache, no-store, must-revalidate"
         );
-        assert_eq!(
-            response.headers()["expires"],
-            "Thu, 01 Jan 1970 00:00:00 GMT"
-        );
-        let svg = response.text().await.unwrap();
+        assert_eq!(response.headers["expires"], "Thu, 01 Jan 1970 00:00:00 GMT");
+        let svg = response.text();
         svg_width(&svg);
         assert!(svg.contains(">1<"), "{svg}");
         assert_eq!(
-            get_json(format!("{base}/get/readme.example/views")).await.1,
+            get_json(&b, "/get/readme.example/views").await.1,
             json!({"value": 1})
         );
         // hit=false only reads.
-        client
-            .get(format!("{base}/badge/readme.example/views.svg?hit=false"))
-            .send()
-            .await
-            .unwrap();
+        b.get("/badge/readme.example/views.svg?hit=false").await;
         assert_eq!(
-            get_json(format!("{base}/get/readme.example/views")).await.1,
+            get_json(&b, "/get/readme.example/views").await.1,
             json!({"value": 1})
         );
 
         // Label, colours, style, today / total.
-        let svg = get_text(&client, format!("{base}/badge/readme.example/views.svg?label=page%20views&color=blue&label_color=%23333&style=flat-square&show=today")).await;
+        let svg = b.get("/badge/readme.example/views.svg?label=page%20views&color=blue&label_color=%23333&style=flat-square&show=today").await.text();
         svg_width(&svg);
         assert!(svg.contains("page views"));
         assert!(svg.contains("2 / 2"), "{svg}");
         assert!(svg.contains("#333333"));
 
         // Escaping: user text never becomes markup.
-        let svg = get_text(
-            &client,
-            format!("{base}/badge/views.svg?hit=false&label=%3Cscript%3E%26"),
-        )
-        .await;
+        let svg = b
+            .get("/badge/views.svg?hit=false&label=%3Cscript%3E%26")
+            .await
+            .text();
         svg_width(&svg);
         assert!(!svg.contains("<script>"));
 
         // Width follows the number.
-        get_json(format!("{base}/create?key=widths&enable_reset=1")).await;
+        get_json(&b, "/create?key=widths&enable_reset=1").await;
         let mut widths = Vec::new();
         for value in [0_i64, 9, 10, 999_999, 1_000_000_000_000_000] {
             let (status, _) = call(
+                &b,
                 reqwest::Method::GET,
-                format!("{base}/set/widths?value={value}"),
+                format!("/set/widths?value={value}"),
                 Some("service-token-0123456789"),
             )
             .await;
             assert_eq!(status, StatusCode::OK);
-            let svg = get_text(&client, format!("{base}/badge/widths.svg?hit=false")).await;
+            let svg = b.get("/badge/widths.svg?hit=false").await.text();
             assert!(svg.contains(&format!(">{value}<")), "{value}: {svg}");
             widths.push(svg_width(&svg));
         }
@@ -652,16 +589,12 @@ async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
         );
 
         // shields.io endpoint JSON.
-        let response = client
-            .get(format!("{base}/badge/widths.json?hit=false&label=views"))
-            .send()
-            .await
-            .unwrap();
+        let response = b.get("/badge/widths.json?hit=false&label=views").await;
         assert_eq!(
-            response.headers()["cache-control"],
+            response.headers["cache-control"],
             "no-cache, no-store, must-revalidate"
         );
-        let body: Value = response.json().await.unwrap();
+        let body: Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(body["schemaVersion"], 1);
         assert_eq!(body["label"], "views");
         assert_eq!(body["message"], "1000000000000000");
@@ -674,21 +607,20 @@ async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
             ("hit=perhaps", "hit must be true or false"),
         ] {
             let (status, body) =
-                get_json(format!("{base}/badge/readme.example/views.svg?{query}")).await;
+                get_json(&b, format!("/badge/readme.example/views.svg?{query}")).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
             assert!(
                 body["error"].as_str().unwrap().contains(expected),
                 "{query}: {body}"
             );
         }
-        let (status, body) = get_json(format!("{base}/badge/readme.example/views.png")).await;
+        let (status, body) = get_json(&b, "/badge/readme.example/views.png").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["error"].as_str().unwrap().contains(".svg"));
-        let (status, _) =
-            get_json(format!("{base}/badge/views.svg?label={}", "x".repeat(65))).await;
+        let (status, _) = get_json(&b, format!("/badge/views.svg?label={}", "x".repeat(65))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(
-            get_json(format!("{base}/get/readme.example/views")).await.1,
+            get_json(&b, "/get/readme.example/views").await.1,
             json!({"value": 2})
         );
     }
@@ -707,7 +639,7 @@ async fn embedded_record_needs_no_setup_and_keeps_counts_across_restarts() {
         );
     }
     assert_eq!(
-        get_json(format!("{}/hit/kept", app.base)).await.1,
+        http_json(format!("{}/hit/kept", app.base)).await.1,
         json!({"value": 1})
     );
     let ready: Value = client
@@ -731,17 +663,16 @@ async fn embedded_record_needs_no_setup_and_keeps_counts_across_restarts() {
     let body = get_text(&client, &app.base).await;
     assert_eq!(body, "Hello Linode! This page has been viewed 4 time(s).");
     assert_eq!(
-        get_json(format!("{}/hit/kept", app.base)).await.1,
+        http_json(format!("{}/hit/kept", app.base)).await.1,
         json!({"value": 2})
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_admin_token_a_hit_made_counter_says_nothing_can_change_it() {
-    for b in backends(None) {
-        let base = &b.app.base;
-        get_json(format!("{base}/hit/site.example/page")).await;
-        let (status, body) = get_json(format!("{base}/set/site.example/page?value=5")).await;
+    for b in InProcess::both(None).await {
+        get_json(&b, "/hit/site.example/page").await;
+        let (status, body) = get_json(&b, "/set/site.example/page?value=5").await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{}", b.name);
         assert!(
             body["error"]
@@ -752,8 +683,9 @@ async fn without_admin_token_a_hit_made_counter_says_nothing_can_change_it() {
             b.name
         );
         let (status, body) = call(
+            &b,
             reqwest::Method::DELETE,
-            format!("{base}/delete/site.example/page"),
+            "/delete/site.example/page",
             None,
         )
         .await;
@@ -767,7 +699,7 @@ async fn without_admin_token_a_hit_made_counter_says_nothing_can_change_it() {
             b.name
         );
         assert_eq!(
-            get_json(format!("{base}/get/site.example/page")).await.1,
+            get_json(&b, "/get/site.example/page").await.1,
             json!({"value": 1})
         );
     }

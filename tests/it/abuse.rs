@@ -5,16 +5,14 @@
 //! acknowledged, the attacker answered 4xx (never 5xx), and both processes
 //! ready with nothing unwritten soon after.
 //!
-//! Figures are printed (`cargo nextest run --test abuse --no-capture`).
-
-mod support;
+//! Figures are printed (`cargo nextest run --test it abuse:: --no-capture`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::support::{self, App, AppConfig, Postgres, Redis, Tally, client, load};
 use serde_json::Value;
-use support::{App, AppConfig, Postgres, Redis, Tally, client, load};
 
 /// 2^53 - 1: the largest magnitude the service keeps.
 const MAX: i64 = (1 << 53) - 1;

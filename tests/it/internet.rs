@@ -1,18 +1,17 @@
 //! Facing the open internet (issue #10), against the real binary: clients
 //! on different loopback addresses (127.0.0.2, 127.0.0.3, ...) are
-//! different clients to the app, which listens on 127.0.0.1.
+//! different clients to the app, which listens on 127.0.0.1. What HEAD and
+//! `/create` may do needs no socket and runs in-process on both records.
 //!
 //! Every load here is bounded in count and time, and goes to 127.0.0.0/8
 //! only; 203.0.113.7 appears only as the text of a header.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{self, App, AppConfig, InProcess, Postgres, Redis, client_from, wait_for};
 use nix::sys::signal::Signal;
-use reqwest::StatusCode;
-use support::{App, AppConfig, Postgres, Redis, client_from, wait_for};
+use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -49,9 +48,32 @@ async fn time_to_close(stream: &mut TcpStream, limit: Duration) -> Option<Durati
 async fn status_and_json(response: reqwest::Response) -> (StatusCode, serde_json::Value) {
     let status = response.status();
     let body = response.text().await.unwrap();
-    let json =
-        serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: not JSON: {body:?}"));
-    (status, json)
+    (status, json_of(status, &body))
+}
+
+/// The body as JSON, failing the test when it is not.
+fn json_of(status: StatusCode, body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("{status}: not JSON: {body:?}"))
+}
+
+/// GET `url` from `client` (a transport error fails the test).
+async fn fetch(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> reqwest::Response {
+    client.get(url).send().await.unwrap()
+}
+
+/// GET `url` from `client`: the status and the body, which must be JSON.
+async fn fetch_json(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+) -> (StatusCode, serde_json::Value) {
+    status_and_json(fetch(client, url).await).await
+}
+
+/// GET `path` on the in-process router: the status and the body, which
+/// must be JSON.
+async fn inprocess_json(b: &InProcess, path: &str) -> (StatusCode, serde_json::Value) {
+    let answer = b.get(path).await;
+    (answer.status, json_of(answer.status, &answer.text()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,18 +230,11 @@ async fn without_admin_token_resetcounter_metrics_and_readyz_answer_local_client
     let stranger = client_from("127.0.0.2");
     let base = &app.base;
     for _ in 0..3 {
-        local.get(format!("{base}/")).send().await.unwrap();
+        fetch(&local, format!("{base}/")).await;
     }
 
     // Act + Assert: the stranger is refused and told how to get a token.
-    let (status, json) = status_and_json(
-        stranger
-            .get(format!("{base}/resetcounter"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, json) = fetch_json(&stranger, format!("{base}/resetcounter")).await;
     assert_eq!(status, 403);
     assert!(
         json["error"].as_str().unwrap().contains("set ADMIN_TOKEN"),
@@ -234,94 +249,33 @@ async fn without_admin_token_resetcounter_metrics_and_readyz_answer_local_client
     )
     .await;
     assert_eq!(status, 403);
-    let page = stranger.get(format!("{base}/")).send().await.unwrap();
+    let page = fetch(&stranger, format!("{base}/")).await;
     assert_eq!(
         page.text().await.unwrap(),
         "Hello Linode! This page has been viewed 4 time(s)."
     );
     for path in ["/metrics", "/readyz"] {
-        let (status, json) =
-            status_and_json(stranger.get(format!("{base}{path}")).send().await.unwrap()).await;
+        let (status, json) = fetch_json(&stranger, format!("{base}{path}")).await;
         assert_eq!(status, 403, "{path}");
         assert!(json["error"].as_str().unwrap().contains("LOCAL_NETWORKS"));
         assert_eq!(
-            local
-                .get(format!("{base}{path}"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            fetch(&local, format!("{base}{path}")).await.status(),
             200,
             "{path}"
         );
     }
 
     // The seed's step 3, word for word, from the host.
-    let reset = local
-        .get(format!("{base}/resetcounter"))
-        .send()
-        .await
-        .unwrap();
+    let reset = fetch(&local, format!("{base}/resetcounter")).await;
     assert_eq!(reset.status(), 200);
     assert_eq!(
         reset.text().await.unwrap(),
         "Successfully deleted redis and postgres counters"
     );
-    let page = local.get(format!("{base}/")).send().await.unwrap();
+    let page = fetch(&local, format!("{base}/")).await;
     assert_eq!(
         page.text().await.unwrap(),
         "Hello Linode! This page has been viewed 1 time(s)."
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn head_never_counts_or_changes_anything() {
-    // Arrange
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(embedded(&dir));
-    let client = client_from("127.0.0.1");
-    let base = &app.base;
-    let first = client.get(format!("{base}/")).send().await.unwrap();
-    assert!(first.text().await.unwrap().ends_with("viewed 1 time(s)."));
-
-    // Act: what link checkers and prefetchers send.
-    for path in [
-        "/",
-        "/",
-        "/resetcounter",
-        "/hit/head-probe",
-        "/hit/ns-head/probe",
-        "/badge/head-probe.svg",
-        "/update/head-probe?amount=1",
-        "/create?key=head-created",
-        "/delete/head-probe",
-    ] {
-        let response = client.head(format!("{base}{path}")).send().await.unwrap();
-        assert_eq!(response.status(), 200, "HEAD {path}");
-    }
-
-    // Assert: nothing was counted, reset, created or deleted.
-    let page = client.get(format!("{base}/")).send().await.unwrap();
-    assert_eq!(
-        page.text().await.unwrap(),
-        "Hello Linode! This page has been viewed 2 time(s)."
-    );
-    for key in ["head-probe", "head-created"] {
-        let response = client
-            .get(format!("{base}/get/{key}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 404, "{key} was created by a HEAD");
-    }
-    // HEAD of a reading route still answers like its GET.
-    let head = client.head(format!("{base}/stats")).send().await.unwrap();
-    assert_eq!(head.status(), 200);
-    assert!(
-        head.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
     );
 }
 
@@ -332,16 +286,7 @@ async fn made_up_methods_get_405_and_one_other_label() {
     let app = App::start(embedded(&dir));
     let client = client_from("127.0.0.1");
     let base = &app.base;
-    let metrics_size = || async {
-        client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics_size = || support::get_text(&client, format!("{base}/metrics"));
     let send_made_up = |from: usize, to: usize| {
         let client = client.clone();
         let base = base.clone();
@@ -414,11 +359,7 @@ async fn made_up_methods_get_405_and_one_other_label() {
     );
     assert!(after.len() < 32 * 1024);
     // Nothing was counted.
-    let made_up = client
-        .get(format!("{base}/get/made-up"))
-        .send()
-        .await
-        .unwrap();
+    let made_up = fetch(&client, format!("{base}/get/made-up")).await;
     assert_eq!(made_up.status(), 404);
 }
 
@@ -488,12 +429,7 @@ async fn wrong_tokens_are_throttled_per_client_and_right_ones_are_not() {
     );
     // Without a token nothing is blocked: the page still counts.
     assert_eq!(
-        guesser
-            .get(format!("{}/", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        fetch(&guesser, format!("{}/", app.base)).await.status(),
         200
     );
 }
@@ -553,68 +489,6 @@ fn a_short_admin_token_is_refused_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn create_counts_up_only_by_default_and_cannot_claim_the_seed_counter() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(embedded(&dir));
-    let client = client_from("127.0.0.1");
-    let base = &app.base;
-    for query in ["key=linode-page", "namespace=default&key=linode-page"] {
-        let (status, json) = status_and_json(
-            client
-                .get(format!("{base}/create?{query}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(status, 403, "{query}");
-        assert!(
-            json["error"].as_str().unwrap().contains("reserved"),
-            "{json}"
-        );
-    }
-    let (status, _) = status_and_json(
-        client
-            .get(format!("{base}/create?key=up-only"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let down = client
-        .get(format!("{base}/update/up-only?amount=-1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(down.status(), 403);
-    let (_, json) = status_and_json(
-        client
-            .get(format!("{base}/update/up-only?amount=1"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(json["value"], 1);
-    // The creator may still opt in to counting down.
-    client
-        .get(format!("{base}/create?key=up-down&update_lowerbound=-1"))
-        .send()
-        .await
-        .unwrap();
-    let (status, json) = status_and_json(
-        client
-            .get(format!("{base}/update/up-down?amount=-1"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!((status.as_u16(), json["value"].as_i64()), (200, Some(-1)));
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn a_half_sent_head_is_closed_after_header_timeout_while_others_are_served() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
@@ -633,11 +507,7 @@ async fn a_half_sent_head_is_closed_after_header_timeout_while_others_are_served
     }
     let served_at = Instant::now();
     for _ in 0..20 {
-        let response = neighbour
-            .get(format!("{}/", app.base))
-            .send()
-            .await
-            .unwrap();
+        let response = fetch(&neighbour, format!("{}/", app.base)).await;
         assert_eq!(response.status(), 200);
     }
     let served_in = served_at.elapsed();
@@ -656,11 +526,7 @@ async fn a_half_sent_head_is_closed_after_header_timeout_while_others_are_served
         let closed = closed.expect("a half-sent head must be closed");
         assert!(closed < Duration::from_millis(1500), "{closed:?}");
     }
-    let page = neighbour
-        .get(format!("{}/", app.base))
-        .send()
-        .await
-        .unwrap();
+    let page = fetch(&neighbour, format!("{}/", app.base)).await;
     assert!(page.text().await.unwrap().ends_with("viewed 21 time(s)."));
 }
 
@@ -719,11 +585,7 @@ async fn max_connections_bounds_the_open_connections() {
         "a fifth connection was served"
     );
     drop(held.pop());
-    let served = other
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let served = fetch(&other, format!("{}/healthz", app.base)).await;
     assert_eq!(served.status(), 200);
 }
 
@@ -738,15 +600,7 @@ async fn a_stop_does_not_wait_for_half_received_or_idle_connections() {
         .await
         .unwrap();
     let client = client_from("127.0.0.3");
-    assert_eq!(
-        client
-            .get(format!("{}/", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(fetch(&client, format!("{}/", app.base)).await.status(), 200);
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // Act
@@ -762,4 +616,76 @@ async fn a_stop_does_not_wait_for_half_received_or_idle_connections() {
             .await
             .is_some()
     );
+}
+
+// In-process, on both records: what HEAD and /create may do needs no
+// socket, timeout or client address.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_never_counts_or_changes_anything() {
+    for b in InProcess::both(None).await {
+        // Arrange
+        let first = b.get("/").await;
+        assert!(first.text().ends_with("viewed 1 time(s)."), "{}", b.name);
+
+        // Act: what link checkers and prefetchers send.
+        for path in [
+            "/",
+            "/",
+            "/resetcounter",
+            "/hit/head-probe",
+            "/hit/ns-head/probe",
+            "/badge/head-probe.svg",
+            "/update/head-probe?amount=1",
+            "/create?key=head-created",
+            "/delete/head-probe",
+        ] {
+            let response = b.call(Method::HEAD, path, None).await;
+            assert_eq!(response.status, 200, "HEAD {path}");
+        }
+
+        // Assert: nothing was counted, reset, created or deleted.
+        let page = b.get("/").await;
+        assert_eq!(
+            page.text(),
+            "Hello Linode! This page has been viewed 2 time(s)."
+        );
+        for key in ["head-probe", "head-created"] {
+            let response = b.get(&format!("/get/{key}")).await;
+            assert_eq!(response.status, 404, "{key} was created by a HEAD");
+        }
+        // HEAD of a reading route still answers like its GET.
+        let head = b.call(Method::HEAD, "/stats", None).await;
+        assert_eq!(head.status, 200);
+        assert!(
+            head.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_counts_up_only_by_default_and_cannot_claim_the_seed_counter() {
+    for b in InProcess::both(None).await {
+        for query in ["key=linode-page", "namespace=default&key=linode-page"] {
+            let (status, json) = inprocess_json(&b, &format!("/create?{query}")).await;
+            assert_eq!(status, 403, "{} {query}", b.name);
+            assert!(
+                json["error"].as_str().unwrap().contains("reserved"),
+                "{json}"
+            );
+        }
+        let (status, _) = inprocess_json(&b, "/create?key=up-only").await;
+        assert_eq!(status, 200);
+        let down = b.get("/update/up-only?amount=-1").await;
+        assert_eq!(down.status, 403);
+        let (_, json) = inprocess_json(&b, "/update/up-only?amount=1").await;
+        assert_eq!(json["value"], 1);
+        // The creator may still opt in to counting down.
+        b.get("/create?key=up-down&update_lowerbound=-1").await;
+        let (status, json) = inprocess_json(&b, "/update/up-down?amount=-1").await;
+        assert_eq!((status.as_u16(), json["value"].as_i64()), (200, Some(-1)));
+    }
 }

@@ -1,5 +1,6 @@
-//! Test harness: real, throwaway PostgreSQL and Redis servers, and the real
-//! `hitcounter` binary as a child process.
+//! Throwaway servers of a test's own: PostgreSQL (plain, with a password,
+//! TLS only), Redis (plain, TLS only), the TLS files they use, and the
+//! small process helpers they share (free ports, waiting for a condition).
 //!
 //! PostgreSQL is started from the installed server binaries (`pg_config
 //! --bindir`), in a temporary data directory, on a free port; Redis likewise
@@ -7,13 +8,10 @@
 //! do not need to stop the servers use those instead (a fresh database, a
 //! fresh key prefix). A missing server binary fails the test loudly.
 
-#![allow(dead_code)]
-
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -61,6 +59,56 @@ fn run_ok(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A data directory made by `initdb -A trust` once per machine, PostgreSQL
+/// and user, which every server without a password copies: initdb is most
+/// of the time a server takes to start. Made in a folder of its own and
+/// renamed into place, so tests starting at once never see half of one.
+fn template(bindir: &Path) -> PathBuf {
+    let name = format!(
+        "hc-pg-template-v1-{}-{}",
+        bindir.display().to_string().replace('/', "_"),
+        nix::unistd::geteuid()
+    );
+    let path = std::env::temp_dir().join(name);
+    let data = path.join("data");
+    if data.join("PG_VERSION").exists() {
+        return data;
+    }
+    let staging = path.with_extension(random_suffix());
+    std::fs::create_dir(&staging).expect("create the template's folder");
+    if is_root() {
+        run_ok(
+            Command::new("chown").arg("postgres:postgres").arg(&staging),
+            "chown the template's folder",
+        );
+    }
+    run_ok(
+        pg_command(bindir, "initdb")
+            .args([
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-A",
+                "trust",
+                "-D",
+            ])
+            .arg(staging.join("data")),
+        "initdb (template)",
+    );
+    // Another test may have renamed its template into place first.
+    if std::fs::rename(&staging, &path).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    assert!(
+        data.join("PG_VERSION").exists(),
+        "no template at {}",
+        data.display()
+    );
+    data
 }
 
 /// A PostgreSQL database: on a server of this test's own, or a fresh
@@ -184,10 +232,14 @@ impl Postgres {
             );
         }
         let data = dir.path().join("data");
-        let mut initdb = pg_command(&bindir, "initdb");
-        initdb.args(["-U", "postgres", "--no-sync", "-E", "UTF8"]);
         match password {
-            None => initdb.args(["-A", "trust"]),
+            None => run_ok(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(template(&bindir))
+                    .arg(&data),
+                "copy the initdb template",
+            ),
             Some(password) => {
                 let pwfile = dir.path().join("pwfile");
                 std::fs::write(&pwfile, password).unwrap();
@@ -197,12 +249,17 @@ impl Postgres {
                         "chown pwfile",
                     );
                 }
-                initdb
-                    .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
-                    .arg(format!("--pwfile={}", pwfile.display()))
+                run_ok(
+                    pg_command(&bindir, "initdb")
+                        .args(["-U", "postgres", "--no-sync", "-E", "UTF8"])
+                        .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                        .arg(format!("--pwfile={}", pwfile.display()))
+                        .arg("-D")
+                        .arg(&data),
+                    "initdb",
+                );
             }
-        };
-        run_ok(initdb.arg("-D").arg(&data), "initdb");
+        }
         let port = free_port();
         let user = match password {
             None => "postgres".to_string(),
@@ -541,322 +598,4 @@ pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The real `hitcounter` binary, serving on a free port.
-pub struct App {
-    pub port: u16,
-    pub base: String,
-    child: Option<Child>,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-pub struct AppConfig<'a> {
-    /// None: the embedded SQLite record (give SQLITE_PATH with `env`).
-    pub database_url: Option<&'a str>,
-    pub redis_url: Option<&'a str>,
-    pub redis_prefix: Option<&'a str>,
-    pub extra_env: Vec<(&'a str, String)>,
-}
-
-impl<'a> AppConfig<'a> {
-    pub fn new(pg: &'a Postgres, redis: Option<&'a Redis>) -> Self {
-        Self {
-            database_url: Some(&pg.url),
-            redis_url: redis.map(|r| r.url.as_str()),
-            redis_prefix: redis.map(|r| r.prefix.as_str()),
-            extra_env: Vec::new(),
-        }
-    }
-
-    /// The embedded SQLite record in `dir`, no cache.
-    pub fn embedded(dir: &Path) -> Self {
-        Self {
-            database_url: None,
-            redis_url: None,
-            redis_prefix: None,
-            extra_env: vec![(
-                "SQLITE_PATH",
-                dir.join("hitcounter.db").display().to_string(),
-            )],
-        }
-    }
-
-    pub fn env(mut self, key: &'a str, value: impl Into<String>) -> Self {
-        self.extra_env.push((key, value.into()));
-        self
-    }
-}
-
-impl App {
-    pub fn start(config: AppConfig<'_>) -> Self {
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hitcounter"));
-        cmd.env_clear()
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("RETRY_INTERVAL", "200ms")
-            // No per-client limit unless a test sets one (a later .env wins):
-            // load tests send thousands of requests from one address.
-            .env("RATE_LIMIT", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(url) = config.database_url {
-            cmd.env("DATABASE_URL", url);
-        }
-        if let Some(url) = config.redis_url {
-            cmd.env("REDIS_URL", url);
-        }
-        if let Some(prefix) = config.redis_prefix {
-            cmd.env("REDIS_KEY_PREFIX", prefix);
-        }
-        for (key, value) in &config.extra_env {
-            cmd.env(key, value);
-        }
-        let mut child = cmd.spawn().expect("start hitcounter");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if std::env::var_os("HC_TEST_ECHO").is_some() {
-                        eprintln!("[app:{port}] {line}");
-                    }
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let app = Self {
-            port,
-            base: format!("http://127.0.0.1:{port}"),
-            child: Some(child),
-            lines,
-        };
-        app.wait_healthy();
-        app
-    }
-
-    fn wait_healthy(&self) {
-        let url = format!("{}/healthz", self.base);
-        let start = Instant::now();
-        loop {
-            if let Ok(out) = Command::new(env!("CARGO_BIN_EXE_hitcounter"))
-                .env_clear()
-                .args(["healthcheck", "--url", &url, "--timeout", "1s"])
-                .output()
-                && out.status.success()
-            {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "hitcounter did not become healthy; its output:\n{}",
-                self.logs().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn logs(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal app");
-    }
-
-    /// Waits for the process to exit and returns its status and how long it took.
-    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
-        let start = Instant::now();
-        let child = self.child.as_mut().unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return (status, start.elapsed());
-            }
-            assert!(
-                start.elapsed() < limit,
-                "hitcounter did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Outcome of one request in a load run.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// An HTTP answer: status and body.
-    Answered(u16, String),
-    /// No answer (connection refused or reset, timeout).
-    NoAnswer(String),
-}
-
-/// GET `url` and return the body as text (panics on a transport error).
-pub async fn get_text(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
-    client.get(url).send().await.unwrap().text().await.unwrap()
-}
-
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap()
-}
-
-/// A client whose connections come from `source` (e.g. 127.0.0.2): a
-/// different client to the app than one on 127.0.0.1.
-pub fn client_from(source: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .local_address(Some(source.parse().expect("a source address")))
-        .build()
-        .unwrap()
-}
-
-/// An error with its whole chain of causes, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-pub async fn get(client: &reqwest::Client, url: &str) -> Outcome {
-    match client.get(url).send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            match response.text().await {
-                Ok(body) => Outcome::Answered(status, body),
-                Err(e) => Outcome::NoAnswer(chain(&e)),
-            }
-        }
-        Err(e) => Outcome::NoAnswer(chain(&e)),
-    }
-}
-
-/// The number in the seed page's answer.
-pub fn seed_number(body: &str) -> i64 {
-    let rest = body
-        .strip_prefix("Hello Linode! This page has been viewed ")
-        .unwrap_or_else(|| panic!("unexpected body {body:?}"));
-    rest.strip_suffix(" time(s).")
-        .unwrap_or_else(|| panic!("unexpected body {body:?}"))
-        .parse()
-        .unwrap()
-}
-
-/// Tallies a run's outcomes.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub ok_numbers: Vec<i64>,
-    pub by_status: std::collections::BTreeMap<u16, usize>,
-    pub no_answer: usize,
-}
-
-impl Tally {
-    pub fn of(outcomes: &[Outcome]) -> Self {
-        let mut tally = Self::default();
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Answered(status, body) => {
-                    *tally.by_status.entry(*status).or_default() += 1;
-                    if (200..300).contains(status) {
-                        tally.ok_numbers.push(seed_number(body));
-                    }
-                }
-                Outcome::NoAnswer(_) => tally.no_answer += 1,
-            }
-        }
-        tally
-    }
-
-    pub fn acknowledged(&self) -> i64 {
-        self.ok_numbers.len() as i64
-    }
-
-    pub fn assert_numbers_unique(&self) {
-        let mut sorted = self.ok_numbers.clone();
-        sorted.sort_unstable();
-        let before = sorted.len();
-        sorted.dedup();
-        assert_eq!(before, sorted.len(), "some numbers were handed out twice");
-    }
-}
-
-/// A fault injected during a load run once `after` requests have completed.
-pub struct Fault {
-    pub after: usize,
-    pub action: Box<dyn FnOnce() + Send>,
-}
-
-impl Fault {
-    pub fn after(after: usize, action: impl FnOnce() + Send + 'static) -> Self {
-        Self {
-            after,
-            action: Box::new(action),
-        }
-    }
-}
-
-/// Sends `total` GETs to the given URLs (round robin), `concurrency` at a
-/// time, running each fault (on its own thread, in order) once the number
-/// of completed requests reaches its threshold.
-pub async fn load(
-    urls: &[String],
-    total: usize,
-    concurrency: usize,
-    faults: Vec<Fault>,
-) -> Vec<Outcome> {
-    use futures::StreamExt;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let done = Arc::new(AtomicUsize::new(0));
-    let injector = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            for fault in faults {
-                while done.load(Ordering::Relaxed) < fault.after {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                (fault.action)();
-            }
-        })
-    };
-    let client = client();
-    let outcomes = futures::stream::iter(0..total)
-        .map(|i| {
-            let client = client.clone();
-            let url = urls[i % urls.len()].clone();
-            let done = done.clone();
-            async move {
-                let outcome = get(&client, &url).await;
-                done.fetch_add(1, Ordering::Relaxed);
-                outcome
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    injector.join().expect("fault injector panicked");
-    outcomes
 }

@@ -4,12 +4,12 @@
 //! `openssl`. The CA reaches sqlx through `sslrootcert=` in DATABASE_URL and
 //! the redis client through SSL_CERT_FILE (rustls-native-certs reads it).
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::{App, AppConfig, Postgres, Redis, TestCerts, client, get_text, wait_for};
+use crate::support::{
+    self, App, AppConfig, Postgres, Redis, TestCerts, client, get_text, wait_for,
+};
 
 const SEED: (&str, &str) = ("default", "linode-page");
 

@@ -6,10 +6,8 @@
 //! numbers of `"created"` and `"uptime_seconds"` for any number. An admin
 //! key shown as `hc_...` is the one the block's last `/create` returned.
 
-mod support;
-
+use crate::support::{App, AppConfig, client};
 use regex::Regex;
-use support::{App, AppConfig, client};
 
 /// One `$ command` and the lines shown under it.
 #[derive(Debug)]

@@ -3,56 +3,20 @@
 //! a panic.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hitcounter::engine::{Engine, EngineSettings};
-use hitcounter::http::{AppState, router, routes};
-use hitcounter::openapi::ApiDoc;
-use hitcounter::store::Store;
 use proptest::prelude::*;
-use tower::ServiceExt;
-use utoipa::OpenApi;
 
-struct Service {
-    router: axum::Router,
-    _dir: tempfile::TempDir,
+use crate::support::{self, InProcess};
+
+async fn service() -> InProcess {
+    InProcess::sqlite(Some("test-token")).await
 }
 
-async fn service() -> Service {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(None, &dir.path().join("test.db"), 1, Duration::from_secs(5)).unwrap();
-    store.migrate().await.unwrap();
-    let engine = Arc::new(Engine::with_parts(
-        store,
-        None,
-        EngineSettings {
-            retry_interval: Duration::from_millis(200),
-            max_batch: 1024,
-            batch_linger: Duration::from_millis(1),
-            max_counters: 0,
-        },
-    ));
-    let state = AppState {
-        engine,
-        greeting: "Hello Linode!".into(),
-        admin_token: Some("test-token".into()),
-    };
-    Service {
-        router: router(state),
-        _dir: dir,
-    }
-}
-
-async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, Vec<u8>) {
-    let response = router.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, body.to_vec())
+async fn send(service: &InProcess, request: Request<Body>) -> (StatusCode, Vec<u8>) {
+    let answer = service.send(request).await;
+    (answer.status, answer.body)
 }
 
 /// `/{op}/{key}` is documented as its namespace form `/{op}/{namespace}/{key}`
@@ -67,11 +31,11 @@ fn documented_form(path: &str) -> String {
 
 #[test]
 fn openapi_describes_exactly_the_routes_the_router_serves() {
-    let doc = ApiDoc::openapi();
-    let documented: BTreeSet<String> = doc.paths.paths.keys().cloned().collect();
-    let routed: BTreeSet<String> = routes()
+    let doc = support::openapi();
+    let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let routed: BTreeSet<String> = support::routed_paths()
         .iter()
-        .map(|(path, _)| documented_form(path))
+        .map(|path| documented_form(path))
         .collect();
     assert_eq!(documented, routed, "OpenAPI paths and router paths differ");
 }
@@ -79,8 +43,7 @@ fn openapi_describes_exactly_the_routes_the_router_serves() {
 #[tokio::test]
 async fn every_documented_operation_answers_with_a_documented_status() {
     let service = service().await;
-    let doc = ApiDoc::openapi();
-    let json = serde_json::to_value(&doc).unwrap();
+    let json = support::openapi();
     let mut checked = 0;
     for (path, item) in json["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
@@ -93,7 +56,7 @@ async fn every_documented_operation_answers_with_a_documented_status() {
                 .uri(&url)
                 .body(Body::empty())
                 .unwrap();
-            let (status, body) = send(&service.router, request).await;
+            let (status, body) = send(&service, request).await;
             let allowed: Vec<&String> =
                 operation["responses"].as_object().unwrap().keys().collect();
             assert!(
@@ -108,7 +71,7 @@ async fn every_documented_operation_answers_with_a_documented_status() {
 
     // The served document is this description, as OpenAPI 3.
     let request = Request::get("/openapi.json").body(Body::empty()).unwrap();
-    let (status, body) = send(&service.router, request).await;
+    let (status, body) = send(&service, request).await;
     assert_eq!(status, StatusCode::OK);
     let served: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(served, json);
@@ -227,7 +190,7 @@ proptest! {
                     }
                 }
                 let request = Request::from_parts(builder.0, builder.1);
-                let (status, body) = send(&service.router, request).await;
+                let (status, body) = send(&service, request).await;
                 prop_assert!(
                     status.as_u16() < 500,
                     "{method} {uri} {headers:?} answered {status}: {}",

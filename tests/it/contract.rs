@@ -3,13 +3,11 @@
 //! PostgreSQL is up, and a failed dependency never turns into a failed
 //! request unless both are down.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{
-    App, AppConfig, Fault, Outcome, Postgres, Redis, Tally, client, get, load, wait_for,
+use crate::support::{
+    self, App, AppConfig, Fault, Outcome, Postgres, Redis, Tally, client, get, load, wait_for,
 };
 
 fn report(name: &str, tally: &Tally, recorded: Option<i64>, elapsed: Duration) {

@@ -1,13 +1,11 @@
 //! The graceful stop: SIGINT and SIGTERM under load finish in-flight
 //! requests, write pending increments, and exit 0.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{App, AppConfig, Fault, Outcome, Postgres, Redis, Tally, client, get, load};
 use nix::sys::signal::Signal;
-use support::{App, AppConfig, Fault, Outcome, Postgres, Redis, Tally, client, get, load};
 
 async fn stops_gracefully_under_load(signal: Signal) {
     // Arrange

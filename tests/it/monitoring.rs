@@ -3,11 +3,9 @@
 //! on a running service's /metrics (the alerts' logic itself is tested by
 //! `promtool test rules deploy/prometheus/alerts.test.yml` in `.ci/run`).
 
-mod support;
-
 use std::collections::BTreeSet;
 
-use support::{App, AppConfig, Postgres, Redis, client, get_text};
+use crate::support::{App, AppConfig, Postgres, Redis, client, get_text};
 
 /// Metric names (`hitcounter_*`, `process_*`) in a text.
 fn metric_names(text: &str) -> BTreeSet<String> {

@@ -6,12 +6,10 @@
 //! test itself reaches only 127.0.0.1. A missing interpreter or library
 //! fails the test, saying how to install it.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{App, AppConfig};
+use crate::support::{App, AppConfig};
 
 fn deps() -> PathBuf {
     std::env::var_os("COUNTAPI_DEPS").map_or_else(

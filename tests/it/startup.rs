@@ -3,12 +3,10 @@
 //! prints a secret; only a server that does not answer yet is waited for
 //! (`STARTUP_TIMEOUT`), said once.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Postgres, free_port};
+use crate::support::{self, Postgres, free_port};
 
 /// Runs `hitcounter` with only `env`; returns its exit code, its output and
 /// how long it ran.

@@ -1,12 +1,10 @@
 //! The seed's behaviour word for word, and the HTTP edges: health, readiness,
 //! reset protection, bad input.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::{App, AppConfig, Outcome, Postgres, Redis, client, get, get_text};
+use crate::support::{self, App, AppConfig, Outcome, Postgres, Redis, client, get, get_text};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_steps_answer_word_for_word_and_log_the_reset() {

@@ -1,0 +1,20 @@
+//! The integration tests, one crate (one binary to build and link): each
+//! module is one concern, run against real PostgreSQL, Redis and the real
+//! `hitcounter` binary or its router in-process, through the harness in
+//! [`support`]. Run one module with `cargo nextest run --test it MODULE::`.
+
+mod support;
+
+mod abuse;
+mod api;
+mod contract;
+mod countapi;
+mod countapi_clients;
+mod inprocess;
+mod internet;
+mod monitoring;
+mod readme;
+mod seed;
+mod shutdown;
+mod startup;
+mod tls;
