@@ -144,6 +144,7 @@ pub async fn serve(
             local_networks: args.local_networks.clone(),
         },
         limits,
+        access_log: args.access_log,
     });
     let app = guarded_router(state, edge);
     tracing::info!(

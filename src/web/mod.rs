@@ -21,6 +21,7 @@
 //!
 //! | step | what it guarantees |
 //! |---|---|
+//! | `access_log_line` (only with `ACCESS_LOG`) | one line per request: method, path, status, duration, the client as [`crate::client`] identifies it |
 //! | panic guard, header size, body size | no handler sees more than 16 KiB of headers or body |
 //! | `record_request` | one metric sample per answer; labels are the route pattern, a known method or `other`, the status: bounded sets. It also writes the log line an error's answer carries ([`error::Logged`]): errors never log themselves |
 //! | `guard` | only GET, HEAD, POST, DELETE and OPTIONS go further; anything else is 405 JSON, on every path. The [`crate::client::Client`] (address, local or not, see [`crate::client`]) is in the extensions; a client blocked for wrong tokens gets 429 for any request carrying a token, before any comparison; a wrong token spends one of its failures |
@@ -156,7 +157,8 @@ pub fn guarded_router(state: AppState, edge: Arc<Edge>) -> Router {
         // CountAPI's JavaScript client reads X-Path; pages that create
         // counters read their key.
         .expose_headers([compat::X_PATH.clone(), compat::X_ADMIN_KEY.clone()]);
-    router
+    let access_log = edge.access_log.then(|| edge.clone());
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors)
@@ -173,8 +175,44 @@ pub fn guarded_router(state: AppState, edge: Arc<Edge>) -> Router {
                 )
                     .into_response()
             },
-        ))
-        .with_state(state)
+        ));
+    // Outermost, so that it sees every answer, a panic's 500 and the header
+    // limit's 431 included; absent unless asked for, so it costs nothing.
+    let router = match access_log {
+        Some(edge) => router.layer(middleware::from_fn_with_state(edge, access_log_line)),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+/// `ACCESS_LOG`: one line per request, after its answer: method, path (no
+/// query string: it may carry what a page passes along), status as sent,
+/// duration in milliseconds, and the client as the service sees it (behind
+/// `TRUSTED_PROXIES`, the forwarded address; `-` when there is no socket).
+/// The client is identified again here rather than taken from `guard`:
+/// the cost is paid only when the log is on.
+async fn access_log_line(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let client = edge
+        .clients
+        .identify(crate::client::peer(request.extensions()), request.headers());
+    let response = next.run(request).await;
+    let duration_ms = started.elapsed().as_micros() as f64 / 1000.0;
+    let client = client
+        .addr
+        .map_or_else(|| "-".to_string(), |addr| addr.to_string());
+    tracing::info!(
+        target: "hitcounter::access",
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        duration_ms,
+        %client,
+        "request"
+    );
+    response
 }
 
 /// Refuses requests whose headers add up to more than `MAX_HEADER_BYTES`

@@ -1,8 +1,9 @@
 //! What the handlers and middleware share: the [`AppState`] every handler
-//! gets, the [`Edge`] (who clients are, what limits them) that the served
-//! router adds, and the per-request [`Guarded`] the `guard` middleware
-//! leaves for the rest; and the lookup of an existing counter through the
-//! state, which several handler files start with.
+//! gets, the [`Edge`] (who clients are, what limits them, whether requests
+//! are logged) that the served router adds, and the per-request [`Guarded`]
+//! the `guard` middleware leaves for the rest; and the lookup of an
+//! existing counter through the state, which several handler files start
+//! with.
 
 use std::sync::Arc;
 
@@ -27,14 +28,18 @@ pub struct AppState {
 pub struct Edge {
     pub clients: ClientPolicy,
     pub limits: Arc<Limits>,
+    /// `ACCESS_LOG`: one log line per request (method, path, status,
+    /// duration, client). Off, the middleware is not even in the stack.
+    pub access_log: bool,
 }
 
 impl Default for Edge {
-    /// Default networks, no limits: the in-process router.
+    /// Default networks, no limits, no access log: the in-process router.
     fn default() -> Self {
         Self {
             clients: ClientPolicy::default(),
             limits: Arc::new(Limits::new(LimitSettings::OFF)),
+            access_log: false,
         }
     }
 }
