@@ -1,7 +1,7 @@
 //! Who is asking: the client address of each request, and whether that
 //! client is "local".
 //!
-//! The request path starts here (see [`crate::http`] for the rest):
+//! The request path starts here (see [`crate::web`] for the rest):
 //!
 //! 1. peer: the socket's remote address, which [`crate::server`] puts in
 //!    every request's extensions as `ConnectInfo<SocketAddr>`. A request
@@ -22,9 +22,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
-use axum::http::request::Parts;
 use ipnet::IpNet;
 
 /// A list of networks, as `TRUSTED_PROXIES` and `LOCAL_NETWORKS` are
@@ -160,18 +159,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.parse::<IpAddr>()
         .ok()
         .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<crate::http::Guarded>()
-            .map(|guarded| guarded.client)
-            .unwrap_or_default())
-    }
 }
 
 /// The peer of a request, when it came from a socket.

@@ -221,6 +221,14 @@ pub struct ServeArgs {
     #[arg(long, env = "GREETING", default_value = "Hello Linode!")]
     pub greeting: String,
 
+    /// One log line per request (method, path without the query, status,
+    /// duration in ms, the client address as the service sees it, i.e.
+    /// after TRUSTED_PROXIES), at info level with target hitcounter::access.
+    /// Off by default: a busy counter writes a line per hit. 1/true/yes/on
+    /// turns it on, 0/false/no/off keeps it off.
+    #[arg(long, env = "ACCESS_LOG", value_parser = clap::builder::BoolishValueParser::new())]
+    pub access_log: bool,
+
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -9,13 +9,13 @@
 //! - [`config`]: every setting, from flags or environment variables.
 //! - [`telemetry`]: logging to stdout.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`http`]: the routes, shared state and the one error type; the
-//!   request path (peer -> client -> limits -> route).
+//! - [`web`]: the routes, the router and its middleware (the request path:
+//!   peer -> client -> limits -> route), the handlers by audience, the one
+//!   error type, the extractors, tokens and keys, the OpenAPI description.
+//!   It depends on the layers below and nothing below depends on it.
 //! - [`client`]: who a client is (`TRUSTED_PROXIES`) and whether it is local.
 //! - [`limit`]: per-client rate limits and the wrong-token throttle.
-//! - [`api`]: the CountAPI-compatible counter API's handlers.
 //! - [`badge`]: SVG badges and the shields.io endpoint JSON (pure rendering).
-//! - [`openapi`]: the OpenAPI description, from the handlers' annotations.
 //! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
 //! - [`writer`]: the group-commit task and the counting contract's states.
 //! - [`store`]: the record (PostgreSQL, or an embedded SQLite file). Every
@@ -27,7 +27,6 @@
 //! - [`healthcheck`]: the `healthcheck` subcommand.
 
 pub mod alarm;
-pub mod api;
 pub mod badge;
 pub mod breaker;
 pub mod cache;
@@ -36,11 +35,10 @@ pub mod config;
 pub mod counter;
 pub mod engine;
 pub mod healthcheck;
-pub mod http;
 pub mod limit;
 pub mod metrics;
-pub mod openapi;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 pub mod writer;

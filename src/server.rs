@@ -48,10 +48,10 @@ use tower::ServiceExt;
 use crate::client::ClientPolicy;
 use crate::config::ServeArgs;
 use crate::engine::Engine;
-use crate::http::{AppState, Edge, guarded_router};
 use crate::limit::{LimitSettings, Limits};
 use crate::store::Store;
 use crate::telemetry::redact_url;
+use crate::web::{AppState, Edge, guarded_router};
 
 /// Shortest `ADMIN_TOKEN` accepted: 16 characters of a random hex or
 /// base64 string are 64 or 96 bits, beyond guessing at any rate.
@@ -144,6 +144,7 @@ pub async fn serve(
             local_networks: args.local_networks.clone(),
         },
         limits,
+        access_log: args.access_log,
     });
     let app = guarded_router(state, edge);
     tracing::info!(
@@ -237,7 +238,7 @@ async fn accept_connections(
 /// let a client that sends a 300 KB head slowly hold 308 KB of the
 /// app's memory until `HEADER_TIMEOUT` (200 such connections: 10 -> 72 MB);
 /// heads over twice our header limit are refused (431) before that.
-const MAX_READ_BUFFER: usize = 2 * crate::http::MAX_HEADER_BYTES;
+const MAX_READ_BUFFER: usize = 2 * crate::web::MAX_HEADER_BYTES;
 
 /// Resolves once the stop is signalled (or its sender is gone).
 async fn stopped(stop_rx: &mut watch::Receiver<bool>) {

@@ -6,12 +6,14 @@
 mod support;
 
 mod abuse;
+mod access_log;
 mod api;
 mod contract;
 mod countapi;
 mod countapi_clients;
 mod inprocess;
 mod internet;
+mod layers;
 mod monitoring;
 mod readme;
 mod seed;

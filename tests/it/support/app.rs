@@ -303,7 +303,7 @@ async fn router(
             max_counters: 1_000_000,
         },
     );
-    hitcounter::http::router(hitcounter::http::AppState {
+    hitcounter::web::router(hitcounter::web::AppState {
         engine: Arc::new(engine),
         greeting: "Hello Linode!".into(),
         admin_token: admin_token.map(Into::into),
@@ -313,12 +313,12 @@ async fn router(
 /// The OpenAPI description the service serves, as JSON.
 pub fn openapi() -> serde_json::Value {
     use utoipa::OpenApi;
-    serde_json::to_value(hitcounter::openapi::ApiDoc::openapi()).unwrap()
+    serde_json::to_value(hitcounter::web::openapi::ApiDoc::openapi()).unwrap()
 }
 
 /// The path patterns the router serves.
 pub fn routed_paths() -> Vec<String> {
-    hitcounter::http::routes()
+    hitcounter::web::routes()
         .into_iter()
         .map(|(path, _)| path)
         .collect()

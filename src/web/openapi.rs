@@ -1,11 +1,11 @@
 //! The OpenAPI 3 description, generated from the handlers' annotations and
-//! served at `/openapi.json`. A test keeps it equal to the router's routes.
+//! served at `/openapi.json` (by [`ops::openapi`]). A test keeps it equal to
+//! the router's routes.
 
-use axum::Json;
+use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
 
-use crate::{api, http};
+use super::{admin, badges, counters, ops, seed};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,9 +14,10 @@ use crate::{api, http};
         description = "A self-hosted hit counter: the seed page of the Linode guide, and a CountAPI-compatible counter API with badges. Every counter path `/{op}/{namespace}/{key}` also exists as `/{op}/{key}` (namespace `default`). Namespaces and keys may hold `:HOST:` and `:PATHNAME:`, filled from the request's Origin or Referer. Every counter route answers `X-Path: namespace/key`, takes `callback=<name>` for JSONP (always 200, the status in the object's `status`, `application/javascript`) and `img` for a 1x1 GIF."
     ),
     paths(
-        http::index, http::reset_counter, http::healthz, http::readyz, http::metrics, serve,
-        api::hit, api::get, api::set, api::update, api::reset, api::delete, api::create,
-        api::info, api::history, api::stats, api::badge,
+        seed::index, seed::reset_counter, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        counters::hit, counters::get, admin::set, counters::update, admin::reset,
+        admin::delete, admin::create, counters::info, counters::history, counters::stats,
+        badges::badge,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -30,7 +31,7 @@ pub struct ApiDoc;
 
 struct BearerAuth;
 
-impl Modify for BearerAuth {
+impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
@@ -38,11 +39,4 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
-}
-
-/// This description.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
 }

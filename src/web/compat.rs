@@ -19,8 +19,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::error::AppError;
 use crate::counter::{CounterId, validate_name};
-use crate::http::AppError;
 
 /// The header CountAPI answers with: the counter's `namespace/key` as
 /// resolved (placeholders filled, `default` namespace spelt out).
