@@ -18,17 +18,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
-use crate::counter::CounterId;
+use crate::counter::{Access, Bounds, CounterId, CounterInfo, CounterSpec, Credential, DayCount};
 use crate::http::{AppError, AppState};
-use crate::store::{CounterInfo, CounterSpec, DayCount};
 
 /// Largest magnitude of a value or amount: 2^53 - 1, exact in JSON numbers
 /// of every client and in the cache's scripts.
-pub use crate::store::MAX_MAGNITUDE;
+pub use crate::counter::MAX_MAGNITUDE;
 
 /// Most days `/history` returns.
 pub const MAX_HISTORY_DAYS: u32 = 366;
@@ -119,13 +116,7 @@ impl Params {
         let value: i64 = text.trim().parse().map_err(|_| {
             AppError::BadRequest(format!("{name} must be an integer, got {text:?}"))
         })?;
-        // Not `value.abs()`: i64::MIN has no absolute value in an i64.
-        if !crate::store::in_range(value) {
-            return Err(AppError::BadRequest(format!(
-                "{name} must be between -{MAX_MAGNITUDE} and {MAX_MAGNITUDE}, got {value}"
-            )));
-        }
-        Ok(Some(value))
+        Ok(Some(crate::counter::check_range(name, value)?))
     }
 
     pub fn required_int(&self, name: &str) -> Result<i64, AppError> {
@@ -148,48 +139,20 @@ impl Params {
     }
 }
 
-/// SHA-256 of an admin key, hex: what the record keeps instead of the key.
-pub fn hash_admin_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// Who the bearer token proves the caller to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admin {
-    /// `ADMIN_TOKEN`: may change every counter, whatever its options.
-    Service,
-    /// The key `/create` returned for this counter.
-    Counter,
-}
-
-/// Checks `Authorization: Bearer <token>` against `ADMIN_TOKEN` and the
-/// counter's admin key. Both sides are compared as SHA-256 digests in
-/// constant time, so neither the time nor an early exit on length tells
-/// anything about the token. 401 without a token, 403 with a wrong one
-/// (which [`crate::http`] counts against the client).
-pub fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    counter: Option<&CounterInfo>,
-) -> Result<Admin, AppError> {
-    let given = bearer(headers).ok_or_else(|| match counter {
-        Some(info) if state.admin_token.is_none() && info.admin_key_hash.is_none() => {
-            AppError::NobodyMay(info.id.clone())
-        }
-        _ => AppError::Unauthorized,
-    })?;
-    let given_digest = Sha256::digest(given.as_bytes());
-    if let Some(token) = &state.admin_token
-        && bool::from(given_digest.ct_eq(&Sha256::digest(token.as_bytes())))
-    {
-        return Ok(Admin::Service);
+/// The counter rules of who may change what ([`crate::counter::access`]),
+/// applied to this request's `Authorization` header. A refusal converts to
+/// 401 without a token, 403 with a wrong one (which [`crate::http`] counts
+/// against the client).
+pub fn access<'a>(state: &'a AppState, headers: &'a HeaderMap) -> Access<'a> {
+    let credential = if headers.contains_key(header::AUTHORIZATION) {
+        bearer(headers).map_or(Credential::Unreadable, Credential::Bearer)
+    } else {
+        Credential::None
+    };
+    Access {
+        service_token: state.admin_token.as_ref(),
+        credential,
     }
-    if let Some(hash) = counter.and_then(|c| c.admin_key_hash.as_deref())
-        && bool::from(hex::encode(given_digest).as_bytes().ct_eq(hash.as_bytes()))
-    {
-        return Ok(Admin::Counter);
-    }
-    Err(AppError::Forbidden)
 }
 
 /// The token of `Authorization: Bearer <token>`; the scheme's case does
@@ -335,31 +298,6 @@ async fn existing(state: &AppState, id: &CounterId) -> Result<CounterInfo, AppEr
     state.engine.info(id).await?.ok_or_else(|| not_found(id))
 }
 
-/// Set and reset, as CountAPI: anyone may set a counter created with
-/// `enable_reset=true`, and nobody but `ADMIN_TOKEN` one created without
-/// (so a counter made by a first `/hit` is never counted down by a
-/// stranger). A token, when sent, must be right: the counter's own key or
-/// `ADMIN_TOKEN`; a wrong one is a 403 that counts against the client.
-fn check_may_set(
-    state: &AppState,
-    headers: &HeaderMap,
-    info: &CounterInfo,
-) -> Result<(), AppError> {
-    let admin = if headers.contains_key(header::AUTHORIZATION) {
-        Some(authorize(state, headers, Some(info))?)
-    } else {
-        None
-    };
-    if admin != Some(Admin::Service) && !info.enable_reset {
-        return Err(AppError::ResetNotAllowed {
-            id: info.id.clone(),
-            value: info.value,
-            no_admin_token: state.admin_token.is_none(),
-        });
-    }
-    Ok(())
-}
-
 /// What `/set` and `/reset` do once the new value is known.
 async fn set_value(
     state: &AppState,
@@ -369,7 +307,7 @@ async fn set_value(
 ) -> Result<Json<SetBody>, AppError> {
     let missing = || AppError::NoSetValue(id.clone());
     let info = state.engine.info(id).await?.ok_or_else(missing)?;
-    check_may_set(state, headers, &info)?;
+    access(state, headers).may_set(&info)?;
     let outcome = state.engine.set(id, value).await?.ok_or_else(missing)?;
     Ok(Json(SetBody {
         old_value: outcome.old_value,
@@ -496,13 +434,7 @@ async fn add_amount(
 ) -> Result<Json<ValueBody>, AppError> {
     let amount = params.required_int("amount")?;
     let info = existing(state, &id).await?;
-    if amount < info.update_lowerbound || amount > info.update_upperbound {
-        return Err(AppError::OutOfBounds {
-            amount,
-            lower: info.update_lowerbound,
-            upper: info.update_upperbound,
-        });
-    }
+    info.admit(amount)?;
     let hit = state.engine.add(id, amount).await?;
     Ok(Json(ValueBody { value: hit.value }))
 }
@@ -536,7 +468,7 @@ async fn delete_counter(
     headers: &HeaderMap,
 ) -> Result<Json<DeletedBody>, AppError> {
     let info = existing(state, &id).await?;
-    authorize(state, headers, Some(&info))?;
+    access(state, headers).may_delete(&info)?;
     if !state.engine.delete(&id).await? {
         return Err(not_found(&id));
     }
@@ -575,34 +507,23 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     let key = match params.str("key") {
         Some(key) => key.to_string(),
-        None => random_uuid(),
+        None => CounterId::random_key(),
     };
     let id = counter_id(params.str("namespace").map(str::to_string), key, &headers)?;
-    // Its admin key would let a stranger set the page at `/`.
-    if id == CounterId::seed_page() {
-        return Err(AppError::Reserved(id));
-    }
-    // Anonymous `/update` may only count up unless the creator opts in.
-    let lower = params.int("update_lowerbound")?.unwrap_or(0);
-    let upper = params.int("update_upperbound")?.unwrap_or(1);
-    if lower > upper {
-        return Err(AppError::BadRequest(format!(
-            "update_lowerbound ({lower}) must not be above update_upperbound ({upper})"
-        )));
-    }
-    let admin_key = format!(
-        "hc_{:032x}{:032x}",
-        rand::random::<u128>(),
-        rand::random::<u128>()
-    );
-    let spec = CounterSpec {
+    // Before the options are read, as ever: a reserved id is a 403 whatever they say.
+    crate::counter::check_creatable(&id)?;
+    let bounds = Bounds::new(
+        params.int("update_lowerbound")?,
+        params.int("update_upperbound")?,
+    )?;
+    let admin_key = crate::counter::new_admin_key();
+    let spec = CounterSpec::new(
         id,
-        value: params.int("value")?.unwrap_or(0),
-        enable_reset: params.bool("enable_reset")?.unwrap_or(false),
-        update_lowerbound: lower,
-        update_upperbound: upper,
-        admin_key_hash: Some(hash_admin_key(&admin_key)),
-    };
+        params.int("value")?,
+        params.bool("enable_reset")?,
+        bounds,
+        Some(&admin_key),
+    )?;
     let info = state.engine.create(&spec).await?;
     let path = compat::x_path(&info.id);
     let mut response = compat::with_path(
@@ -854,34 +775,9 @@ fn badge_options(params: &Params) -> Result<crate::badge::BadgeOptions, AppError
     Ok(options)
 }
 
-/// A random (version 4) UUID, for `/create` without a key.
-fn random_uuid() -> String {
-    let mut bytes: [u8; 16] = rand::random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn random_uuid_is_a_valid_key() {
-        let id = random_uuid();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(crate::counter::validate_name("key", &id).is_ok());
-        assert_ne!(random_uuid(), id);
-    }
 
     fn with_authorization(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -897,13 +793,5 @@ mod tests {
         for value in ["Basic dG9rOg==", "Bearer", "Bearer ", "Bearertok"] {
             assert_eq!(bearer(&with_authorization(value)), None, "{value}");
         }
-    }
-
-    #[test]
-    fn admin_key_hash_is_sha256_hex() {
-        assert_eq!(
-            hash_admin_key("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

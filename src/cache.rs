@@ -31,9 +31,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
 use crate::breaker::Breaker;
-
-use crate::counter::CounterId;
-use crate::store::Committed;
+use crate::counter::{Committed, CounterId};
 
 const RAISE: &str = r"
 for i, k in ipairs(KEYS) do
@@ -270,7 +268,9 @@ impl Cache {
                     .iter()
                     .map(|(id, amount)| match state.values.get_mut(*id) {
                         None => Incremented::Missing,
-                        Some(v) if !crate::store::in_range(*v + amount) => Incremented::OutOfRange,
+                        Some(v) if !crate::counter::in_range(*v + amount) => {
+                            Incremented::OutOfRange
+                        }
                         Some(v) => {
                             *v += amount;
                             Incremented::To(*v)

@@ -22,10 +22,10 @@ use tokio::time::Instant;
 use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::config::ServeArgs;
-use crate::counter::CounterId;
-use crate::store::{
-    Committed, CounterInfo, CounterSpec, DayCount, SetOutcome, Store, StoreError, Totals,
+use crate::counter::{
+    Committed, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals,
 };
+use crate::store::{Store, StoreError};
 use crate::writer::{
     Hit, HitError, HitRequest, Quota, Writer, WriterParts, WriterReport, WriterStatus,
 };

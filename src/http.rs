@@ -35,7 +35,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::api;
 use crate::client::{Client, ClientPolicy};
-use crate::counter::CounterId;
+use crate::counter::{AdminToken, CounterId, Refused};
 use crate::engine::Engine;
 use crate::limit::{LimitSettings, Limits, RetryAfter};
 use crate::store::StoreError;
@@ -53,7 +53,7 @@ pub struct AppState {
     /// First words of the page at `/`.
     pub greeting: Arc<str>,
     /// When set, `/resetcounter` needs `Authorization: Bearer <token>`.
-    pub admin_token: Option<Arc<str>>,
+    pub admin_token: Option<AdminToken>,
 }
 
 /// Every error a handler can answer with. 4xx say precisely what is wrong;
@@ -159,6 +159,41 @@ impl From<HitError> for AppError {
             HitError::OutOfRange { .. } => Self::OutOfRange(message),
             HitError::QuotaFull(_) => Self::QuotaFull(message),
             HitError::Rejected(_) => Self::Rejected(message),
+        }
+    }
+}
+
+/// A counter rule's refusal, as the answer that carries its status (and,
+/// for `/set`, CountAPI's body; for a wrong token, the mark [`guard`] counts).
+impl From<Refused> for AppError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::OutOfRange { .. } | Refused::BoundsReversed { .. } => {
+                Self::BadRequest(refused.to_string())
+            }
+            Refused::Reserved(id) => Self::Reserved(id),
+            Refused::OutOfBounds {
+                amount,
+                lower,
+                upper,
+            } => Self::OutOfBounds {
+                amount,
+                lower,
+                upper,
+            },
+            Refused::NoToken => Self::Unauthorized,
+            Refused::WrongToken => Self::Forbidden,
+            Refused::NobodyMay(id) => Self::NobodyMay(id),
+            Refused::ResetNotAllowed {
+                id,
+                value,
+                no_admin_token,
+            } => Self::ResetNotAllowed {
+                id,
+                value,
+                no_admin_token,
+            },
+            Refused::AdminTokenNeeded => Self::AdminTokenNeeded,
         }
     }
 }
@@ -487,11 +522,7 @@ pub async fn reset_counter(
     client: Client,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    if state.admin_token.is_some() {
-        api::authorize(&state, &headers, None)?;
-    } else if !client.local {
-        return Err(AppError::AdminTokenNeeded);
-    }
+    api::access(&state, &headers).may_reset_seed_page(client.local)?;
     state.engine.reset(&CounterId::seed_page()).await?;
     tracing::debug!("reset visitor count");
     Ok((

@@ -47,6 +47,7 @@ use tower::ServiceExt;
 
 use crate::client::ClientPolicy;
 use crate::config::ServeArgs;
+use crate::counter::AdminToken;
 use crate::engine::Engine;
 use crate::http::{AppState, Edge, guarded_router};
 use crate::limit::{LimitSettings, Limits};
@@ -130,7 +131,7 @@ pub async fn serve(
     let state = AppState {
         engine: engine.clone(),
         greeting: args.greeting.as_str().into(),
-        admin_token: admin_token.map(Into::into),
+        admin_token: admin_token.map(AdminToken::from),
     };
     let limits = Arc::new(Limits::new(LimitSettings {
         rate: args.rate_limit,

@@ -74,10 +74,8 @@ use tokio::time::Instant;
 use crate::alarm::Alarm;
 use crate::breaker::Breaker;
 use crate::cache::{Cache, Incremented};
-use crate::counter::CounterId;
-use crate::store::{
-    Applied, Committed, FailureKind, MAX_MAGNITUDE, Refusal, Store, StoreError, in_range,
-};
+use crate::counter::{Applied, Committed, CounterId, MAX_MAGNITUDE, Refusal, in_range};
+use crate::store::{FailureKind, Store, StoreError};
 
 /// How a hit was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
