@@ -155,10 +155,15 @@ impl From<HitError> for AppError {
     fn from(error: HitError) -> Self {
         let message = error.to_string();
         match error {
-            HitError::Unavailable(_) | HitError::Stopping => Self::Unavailable(message),
+            HitError::RecordDown { .. }
+            | HitError::BothDown { .. }
+            | HitError::NotCached { .. }
+            | HitError::WriteRejected { .. }
+            | HitError::Unconfirmed { .. }
+            | HitError::Stopping => Self::Unavailable(message),
             HitError::OutOfRange { .. } => Self::OutOfRange(message),
             HitError::QuotaFull(_) => Self::QuotaFull(message),
-            HitError::Rejected(_) => Self::Rejected(message),
+            HitError::Rejected { .. } => Self::Rejected(message),
         }
     }
 }
