@@ -30,6 +30,8 @@ use std::sync::Arc;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::breaker::Breaker;
 use crate::counter::{Committed, CounterId};
 
@@ -93,6 +95,16 @@ pub enum CacheError {
     Redis(#[from] redis::RedisError),
 }
 
+/// Where Redis is, the prefix of this service's keys, and how long one
+/// operation may take.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// May hold a password: a secret, never in `Debug` or a log.
+    pub url: SecretString,
+    pub key_prefix: String,
+    pub timeout: Duration,
+}
+
 #[derive(Clone)]
 pub struct Cache {
     backend: Backend,
@@ -123,7 +135,8 @@ pub struct FakeCache {
 impl Cache {
     /// A connection that is made on first use: building it never fails
     /// because the server is down.
-    pub fn connect_lazy(url: &str, prefix: &str, timeout: Duration) -> Result<Self, CacheError> {
+    pub fn connect_lazy(config: &CacheConfig) -> Result<Self, CacheError> {
+        let (url, timeout) = (config.url.expose_secret(), config.timeout);
         const EXPECTED: &str = "redis://HOST:6379 (rediss:// for TLS)";
         match url
             .split_once("://")
@@ -147,20 +160,20 @@ impl Cache {
                 "REDIS_URL is not a valid Redis URL ({error}); expected {EXPECTED}"
             ))
         })?;
-        let config = ConnectionManagerConfig::new()
+        let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(timeout);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
         Ok(Self {
             backend: Backend::Redis {
                 conn,
                 raise: Script::new(RAISE),
                 incr_existing: Script::new(INCR_EXISTING),
             },
-            prefix: prefix.to_string(),
+            prefix: config.key_prefix.clone(),
             timeout,
         })
     }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hitcounter::engine::{Engine, EngineSettings};
+use hitcounter::engine::{Engine, EngineConfig};
 use hitcounter::http::{AppState, router, routes};
 use hitcounter::openapi::ApiDoc;
-use hitcounter::store::Store;
+use hitcounter::store::{Store, StoreConfig};
 use proptest::prelude::*;
 use tower::ServiceExt;
 use utoipa::OpenApi;
@@ -23,12 +23,18 @@ struct Service {
 
 async fn service() -> Service {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(None, &dir.path().join("test.db"), 1, Duration::from_secs(5)).unwrap();
+    let store = Store::open(&StoreConfig {
+        database_url: None,
+        sqlite_path: dir.path().join("test.db"),
+        pool_size: 1,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
     store.migrate().await.unwrap();
-    let engine = Arc::new(Engine::with_parts(
+    let engine = Arc::new(Engine::start(
         store,
         None,
-        EngineSettings {
+        EngineConfig {
             retry_interval: Duration::from_millis(200),
             max_batch: 1024,
             batch_linger: Duration::from_millis(1),

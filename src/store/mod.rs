@@ -31,14 +31,30 @@ pub mod fake;
 mod postgres;
 mod sqlite;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use postgres::PgStore;
+use secrecy::{ExposeSecret, SecretString};
 pub use sqlite::SqliteStore;
 
 use crate::counter::{
     Applied, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals, in_range,
 };
+
+/// Where the record is and how long a call may take: PostgreSQL at
+/// `database_url`, else the SQLite file at `sqlite_path`.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// May hold a password: a secret, never in `Debug` or a log.
+    pub database_url: Option<SecretString>,
+    pub sqlite_path: PathBuf,
+    /// PostgreSQL connections for reads and admin writes (the writer has
+    /// its own).
+    pub pool_size: u32,
+    /// How long one call (connect, statement, commit) may take.
+    pub timeout: Duration,
+}
 
 /// What a failed store call says about the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,14 +275,17 @@ impl Store {
     /// PostgreSQL at `database_url`, or the SQLite file at `sqlite_path`
     /// when there is none. Connections are made lazily: building a store
     /// never fails because a server is down.
-    pub fn open(
-        database_url: Option<&str>,
-        sqlite_path: &std::path::Path,
-        pool_size: u32,
-        timeout: Duration,
-    ) -> Result<Self, StoreError> {
+    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let StoreConfig {
+            database_url,
+            sqlite_path,
+            pool_size,
+            timeout,
+        } = config;
+        let (pool_size, timeout) = (*pool_size, *timeout);
         Ok(match database_url {
             Some(url) => {
+                let url = url.expose_secret();
                 check_postgres_url(url)?;
                 Store::Postgres(
                     PgStore::connect_lazy(url, pool_size, timeout)
@@ -476,6 +495,24 @@ mod tests {
             assert!(message.contains(says), "{message}");
             assert!(!message.contains("secret"), "{message}");
         }
+    }
+
+    /// The name errors and logs give the record (`HitError` takes it from
+    /// here): never PostgreSQL for the embedded file.
+    #[tokio::test]
+    async fn each_record_names_its_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |database_url: Option<&str>| StoreConfig {
+            database_url: database_url.map(Into::into),
+            sqlite_path: dir.path().join("named.db"),
+            pool_size: 1,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(Store::open(&config(None)).unwrap().kind(), "SQLite");
+        // Lazy: nothing connects to this address.
+        let postgres = Store::open(&config(Some("postgres://u:secret@127.0.0.1:9/d"))).unwrap();
+        assert_eq!(postgres.kind(), "PostgreSQL");
+        assert!(!format!("{:?}", config(Some("postgres://u:secret@h/d"))).contains("secret"));
     }
 
     #[test]
