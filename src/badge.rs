@@ -138,34 +138,6 @@ fn color_or(s: &str, fallback: &str) -> String {
     parse_color(s).unwrap_or_else(|_| fallback.to_owned())
 }
 
-/// A count as a badge shows it: all digits below 10,000 (`0`, `9999`,
-/// `-42`), then compact with `k`, `M`, `B` or `T` and one decimal while the
-/// number before the suffix is below 100 (`12.3k`, `4.5M`, `1.2B`, `1T`,
-/// `123k`, `1000T`; `T` is the largest suffix, so `i64::MAX` is `9223372T`).
-///
-/// The digits are cut, never rounded, so a badge never shows more than the
-/// count and never jumps to the next suffix early (`999999` is `999k`).
-pub fn format_count(n: i64) -> String {
-    let magnitude = n.unsigned_abs();
-    if magnitude < 10_000 {
-        return n.to_string();
-    }
-    let (unit, suffix) = match magnitude {
-        1_000_000_000_000.. => (1_000_000_000_000, 'T'),
-        1_000_000_000.. => (1_000_000_000, 'B'),
-        1_000_000.. => (1_000_000, 'M'),
-        _ => (1_000, 'k'),
-    };
-    let sign = if n < 0 { "-" } else { "" };
-    let whole = magnitude / unit;
-    let tenths = magnitude % unit / (unit / 10);
-    if whole < 100 && tenths > 0 {
-        format!("{sign}{whole}.{tenths}{suffix}")
-    } else {
-        format!("{sign}{whole}{suffix}")
-    }
-}
-
 /// Advance widths of Verdana's printable ASCII (`' '..='~'`), in font units
 /// (2048 to the em). Verdana because shields.io measures with it and names
 /// it first in `font-family`; viewers lacking it still get our widths,
@@ -546,17 +518,16 @@ mod tests {
     fn widths_grow_with_the_digits_and_the_svg_is_well_formed() {
         let counts = [0i64, 9, 10, 999_999, 1_000_000_000_000_000];
         for style in BadgeStyle::ALL {
-            for message in [counts.map(|n| n.to_string()), counts.map(format_count)] {
-                let widths: Vec<u64> = message
-                    .iter()
-                    .map(|m| parsed_width(&render_svg(&options("hits", style), m)))
-                    .collect();
-                assert_eq!(widths[0], widths[1], "{style}: 0 and 9 are one digit each");
-                assert!(
-                    widths[1..].windows(2).all(|w| w[0] < w[1]),
-                    "{style}: {message:?} gave {widths:?}"
-                );
-            }
+            let message = counts.map(|n| n.to_string());
+            let widths: Vec<u64> = message
+                .iter()
+                .map(|m| parsed_width(&render_svg(&options("hits", style), m)))
+                .collect();
+            assert_eq!(widths[0], widths[1], "{style}: 0 and 9 are one digit each");
+            assert!(
+                widths[1..].windows(2).all(|w| w[0] < w[1]),
+                "{style}: {message:?} gave {widths:?}"
+            );
         }
     }
 
@@ -714,32 +685,6 @@ mod tests {
                 err.contains("flat, flat-square, plastic, for-the-badge"),
                 "{err}"
             );
-        }
-    }
-
-    #[test]
-    fn counts_format() {
-        for (n, want) in [
-            (0, "0"),
-            (9, "9"),
-            (9_999, "9999"),
-            (-9_999, "-9999"),
-            (10_000, "10k"),
-            (12_345, "12.3k"),
-            (12_399, "12.3k"),
-            (99_999, "99.9k"),
-            (100_000, "100k"),
-            (999_999, "999k"),
-            (1_000_000, "1M"),
-            (4_560_000, "4.5M"),
-            (1_234_567_890, "1.2B"),
-            (1_000_000_000_000, "1T"),
-            (1_000_000_000_000_000, "1000T"),
-            (-12_345, "-12.3k"),
-            (i64::MAX, "9223372T"),
-            (i64::MIN, "-9223372T"),
-        ] {
-            assert_eq!(format_count(n), want, "{n}");
         }
     }
 

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 
-use crate::breaker::Breaker;
+use secrecy::{ExposeSecret, SecretString};
 
-use crate::counter::CounterId;
-use crate::store::Committed;
+use crate::breaker::Breaker;
+use crate::counter::{Committed, CounterId};
 
 const RAISE: &str = r"
 for i, k in ipairs(KEYS) do
@@ -95,6 +95,16 @@ pub enum CacheError {
     Redis(#[from] redis::RedisError),
 }
 
+/// Where Redis is, the prefix of this service's keys, and how long one
+/// operation may take.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// May hold a password: a secret, never in `Debug` or a log.
+    pub url: SecretString,
+    pub key_prefix: String,
+    pub timeout: Duration,
+}
+
 #[derive(Clone)]
 pub struct Cache {
     backend: Backend,
@@ -125,7 +135,8 @@ pub struct FakeCache {
 impl Cache {
     /// A connection that is made on first use: building it never fails
     /// because the server is down.
-    pub fn connect_lazy(url: &str, prefix: &str, timeout: Duration) -> Result<Self, CacheError> {
+    pub fn connect_lazy(config: &CacheConfig) -> Result<Self, CacheError> {
+        let (url, timeout) = (config.url.expose_secret(), config.timeout);
         const EXPECTED: &str = "redis://HOST:6379 (rediss:// for TLS)";
         match url
             .split_once("://")
@@ -149,20 +160,20 @@ impl Cache {
                 "REDIS_URL is not a valid Redis URL ({error}); expected {EXPECTED}"
             ))
         })?;
-        let config = ConnectionManagerConfig::new()
+        let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(timeout);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
         Ok(Self {
             backend: Backend::Redis {
                 conn,
                 raise: Script::new(RAISE),
                 incr_existing: Script::new(INCR_EXISTING),
             },
-            prefix: prefix.to_string(),
+            prefix: config.key_prefix.clone(),
             timeout,
         })
     }
@@ -270,7 +281,9 @@ impl Cache {
                     .iter()
                     .map(|(id, amount)| match state.values.get_mut(*id) {
                         None => Incremented::Missing,
-                        Some(v) if !crate::store::in_range(*v + amount) => Incremented::OutOfRange,
+                        Some(v) if !crate::counter::in_range(*v + amount) => {
+                            Incremented::OutOfRange
+                        }
                         Some(v) => {
                             *v += amount;
                             Incremented::To(*v)

@@ -3,12 +3,17 @@
 //! Each flag can also be given as an environment variable (the name in
 //! capitals after `env:` in `hitcounter --help`); a flag wins over the
 //! variable. Secrets (`DATABASE_URL`, `REDIS_URL`, `ADMIN_TOKEN`) never have
-//! their values printed, neither by `--help` nor in logs.
+//! their values printed, neither by `--help` nor in logs: they are held as
+//! [`SecretString`]s, whose `Debug` shows no value.
+//!
+//! This module only reads settings; `server` turns them into the
+//! store's, the cache's and the engine's own configurations.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
 /// hitcounter: a self-hosted hit counter that counts exactly and durably.
 ///
@@ -48,7 +53,7 @@ pub struct StoreArgs {
     /// PostgreSQL URL of the record, e.g. postgres://user:pass@host:5432/db.
     /// Without it the record is the embedded SQLite file at SQLITE_PATH.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
 
     /// The embedded record's file, used when DATABASE_URL is not set.
     #[arg(long, env = "SQLITE_PATH", default_value = "hitcounter.db")]
@@ -63,17 +68,6 @@ pub struct StoreArgs {
     /// considered down (connect, statement and commit).
     #[arg(long, env = "STORE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub store_timeout: Duration,
-}
-
-impl StoreArgs {
-    pub fn open(&self) -> Result<crate::store::Store, crate::store::StoreError> {
-        crate::store::Store::open(
-            self.database_url.as_deref(),
-            &self.sqlite_path,
-            self.db_pool_size,
-            self.store_timeout,
-        )
-    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -118,7 +112,7 @@ pub struct ServeArgs {
     /// runs with no cache (and cannot answer while PostgreSQL is down). Run
     /// Redis without persistence: it is a cache, the record is PostgreSQL.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
 
     /// Prefix of every Redis key this service writes.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "hitcounter")]
@@ -159,7 +153,7 @@ pub struct ServeArgs {
     /// LOCAL_NETWORKS (as `curl localhost/resetcounter` in the original
     /// guide) and a warning is logged at start.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
 
     // --- Facing the internet: client identity, limits, connections. ---
     /// Comma-separated CIDRs of reverse proxies whose X-Forwarded-For (or
@@ -308,5 +302,23 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("ADMIN_TOKEN"));
         assert!(!help.contains("very-secret-token"));
+    }
+
+    #[test]
+    fn debug_never_prints_secret_values() {
+        let cli = Cli::try_parse_from([
+            "hitcounter",
+            "--database-url",
+            "postgres://app:db-password@db/app",
+            "--redis-url",
+            "redis://:redis-password@cache:6379",
+            "--admin-token",
+            "admin-token-0123456789",
+        ])
+        .unwrap();
+        let debug = format!("{cli:?}");
+        for secret in ["db-password", "redis-password", "admin-token-0123456789"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
     }
 }

@@ -21,11 +21,10 @@ use tokio::time::Instant;
 
 use crate::breaker::Breaker;
 use crate::cache::Cache;
-use crate::config::ServeArgs;
-use crate::counter::CounterId;
-use crate::store::{
-    Committed, CounterInfo, CounterSpec, DayCount, SetOutcome, Store, StoreError, Totals,
+use crate::counter::{
+    Committed, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals,
 };
+use crate::store::{Store, StoreError};
 use crate::writer::{
     Hit, HitError, HitRequest, Quota, Writer, WriterParts, WriterReport, WriterStatus,
 };
@@ -50,11 +49,12 @@ pub enum DependencyState {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
-    /// True when a hit would be committed in PostgreSQL before its answer.
+    /// True when a hit would be committed in the record (PostgreSQL or
+    /// SQLite) before its answer.
     pub ready: bool,
     pub store: DependencyState,
     pub cache: DependencyState,
-    /// Acknowledged increments not yet written to PostgreSQL.
+    /// Acknowledged increments not yet written to the record.
     pub unwritten: i64,
     /// Why the service is not ready (absent when it is).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,33 +80,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connects lazily to the store and the cache and starts the writer.
-    pub fn start(args: &ServeArgs) -> anyhow::Result<Self> {
-        let store = args.store.open()?;
-        let cache = args
-            .redis_url
-            .as_deref()
-            .map(|url| Cache::connect_lazy(url, &args.redis_key_prefix, args.cache_timeout))
-            .transpose()?;
-        Ok(Self::with_parts(
-            store,
-            cache,
-            EngineSettings {
-                retry_interval: args.retry_interval,
-                max_batch: args.max_batch,
-                batch_linger: args.batch_linger,
-                max_counters: args.max_counters,
-            },
-        ))
-    }
-
-    pub fn with_parts(store: Store, cache: Option<Cache>, settings: EngineSettings) -> Self {
-        let EngineSettings {
+    /// Starts the writer and the quota's recount over `store` and `cache`
+    /// (both connect lazily: nothing here waits for a server).
+    pub fn start(store: Store, cache: Option<Cache>, config: EngineConfig) -> Self {
+        let EngineConfig {
             retry_interval,
             max_batch,
             batch_linger,
             max_counters,
-        } = settings;
+        } = config;
         let store_breaker = Arc::new(Breaker::new(store.kind(), retry_interval));
         let cache_breaker = Arc::new(Breaker::new("Redis", retry_interval));
         let status = Arc::new(WriterStatus::default());
@@ -389,13 +371,20 @@ impl Drop for Engine {
     }
 }
 
-/// The engine's tunables (from `ServeArgs`, or set by tests).
+/// The engine's settings: built by `server` from the command line, or by
+/// tests. Each is documented with its flag in `config`.
 #[derive(Debug, Clone, Copy)]
-pub struct EngineSettings {
+pub struct EngineConfig {
+    /// After a failure, how long a dependency is left alone (the breakers'
+    /// open time); also the retry period of increments held while the
+    /// record is down (`RETRY_INTERVAL`).
     pub retry_interval: Duration,
+    /// Most hits in one group commit (`MAX_BATCH`).
     pub max_batch: usize,
+    /// Longest time between the starts of two commits under load
+    /// (`BATCH_LINGER`; 0: commit as soon as the last one is done).
     pub batch_linger: Duration,
-    /// 0: no limit.
+    /// Most counters the record may hold; 0: no limit (`MAX_COUNTERS`).
     pub max_counters: u64,
 }
 

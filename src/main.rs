@@ -43,7 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate(args) => {
             telemetry::init(&args.log)?;
-            let store = args.store.open()?;
+            let store = server::open_store(&args.store)?;
             store.migrate().await?;
             tracing::info!(store = %store.describe(), "migrations applied");
             Ok(ExitCode::SUCCESS)

@@ -45,11 +45,15 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::cache::{Cache, CacheConfig};
 use crate::client::ClientPolicy;
-use crate::config::ServeArgs;
-use crate::engine::Engine;
+use crate::config::{ServeArgs, StoreArgs};
+use crate::counter::AdminToken;
+use crate::engine::{Engine, EngineConfig};
 use crate::limit::{LimitSettings, Limits};
-use crate::store::Store;
+use crate::store::{Store, StoreConfig, StoreError};
 use crate::telemetry::redact_url;
 use crate::web::{AppState, Edge, guarded_router};
 
@@ -90,14 +94,55 @@ pub async fn migrate_with_patience(store: &Store, patience: Duration) -> anyhow:
 /// The admin token, if one is set; an error naming `ADMIN_TOKEN` when it
 /// is too short to be safe. An empty one (as compose passes an unset
 /// variable) means none.
-pub fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<&str>> {
-    match args.admin_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) if token.chars().count() < MIN_ADMIN_TOKEN_CHARS => Err(anyhow::anyhow!(
-            "ADMIN_TOKEN is too short ({} characters): use at least {MIN_ADMIN_TOKEN_CHARS}, e.g. the output of `openssl rand -hex 32`, or leave it empty",
-            token.chars().count()
-        )),
-        token => Ok(token),
+pub fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<AdminToken>> {
+    let Some(token) = args
+        .admin_token
+        .as_ref()
+        .filter(|t| !t.expose_secret().is_empty())
+    else {
+        return Ok(None);
+    };
+    let chars = token.expose_secret().chars().count();
+    if chars < MIN_ADMIN_TOKEN_CHARS {
+        return Err(anyhow::anyhow!(
+            "ADMIN_TOKEN is too short ({chars} characters): use at least {MIN_ADMIN_TOKEN_CHARS}, e.g. the output of `openssl rand -hex 32`, or leave it empty"
+        ));
     }
+    Ok(Some(AdminToken::new(token.clone())))
+}
+
+/// The record the settings name (connected lazily: this never waits for a
+/// server). Refuses a `DATABASE_URL` that is not a PostgreSQL URL.
+pub fn open_store(args: &StoreArgs) -> Result<Store, StoreError> {
+    Store::open(&StoreConfig {
+        database_url: args.database_url.clone(),
+        sqlite_path: args.sqlite_path.clone(),
+        pool_size: args.db_pool_size,
+        timeout: args.store_timeout,
+    })
+}
+
+/// The store, the cache and the engine the settings describe.
+fn start_engine(args: &ServeArgs) -> anyhow::Result<Engine> {
+    let store = open_store(&args.store)?;
+    let cache = args
+        .redis_url
+        .as_ref()
+        .map(|url| {
+            Cache::connect_lazy(&CacheConfig {
+                url: url.clone(),
+                key_prefix: args.redis_key_prefix.clone(),
+                timeout: args.cache_timeout,
+            })
+        })
+        .transpose()?;
+    let config = EngineConfig {
+        retry_interval: args.retry_interval,
+        max_batch: args.max_batch,
+        batch_linger: args.batch_linger,
+        max_counters: args.max_counters,
+    };
+    Ok(Engine::start(store, cache, config))
 }
 
 /// Serves until `shutdown` resolves, then drains: in-flight requests finish,
@@ -110,11 +155,11 @@ pub async fn serve(
 ) -> anyhow::Result<i64> {
     let admin_token = admin_token(args)?;
     crate::metrics::spawn_upkeep();
-    let engine = Arc::new(Engine::start(args)?);
+    let engine = Arc::new(start_engine(args)?);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         store = %engine.store().describe(),
-        redis = %args.redis_url.as_deref().map_or_else(|| "none (no cache)".to_string(), redact_url),
+        redis = %args.redis_url.as_ref().map(SecretString::expose_secret).map_or_else(|| "none (no cache)".to_string(), redact_url),
         "starting"
     );
     migrate_with_patience(engine.store(), args.startup_timeout).await?;
@@ -130,7 +175,7 @@ pub async fn serve(
     let state = AppState {
         engine: engine.clone(),
         greeting: args.greeting.as_str().into(),
-        admin_token: admin_token.map(Into::into),
+        admin_token,
     };
     let limits = Arc::new(Limits::new(LimitSettings {
         rate: args.rate_limit,

@@ -74,10 +74,8 @@ use tokio::time::Instant;
 use crate::alarm::Alarm;
 use crate::breaker::Breaker;
 use crate::cache::{Cache, Incremented};
-use crate::counter::CounterId;
-use crate::store::{
-    Applied, Committed, FailureKind, MAX_MAGNITUDE, Refusal, Store, StoreError, in_range,
-};
+use crate::counter::{Applied, Committed, CounterId, MAX_MAGNITUDE, Refusal, in_range};
+use crate::store::{FailureKind, Store, StoreError};
 
 /// How a hit was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,11 +87,31 @@ pub struct Hit {
     pub durable: bool,
 }
 
+/// Why a hit was not counted. The messages name the record in use
+/// (`record`: "PostgreSQL" or "SQLite"), for the client and the logs.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum HitError {
-    /// Nothing could count it now (503).
-    #[error("{0}")]
-    Unavailable(String),
+    /// The record is unreachable and there is no cache (503).
+    #[error(
+        "{record} is unreachable and no cache is configured; the hit was not counted, try again later"
+    )]
+    RecordDown { record: &'static str },
+    /// The record and Redis are both unreachable (503).
+    #[error("{record} and Redis are both unreachable; the hit was not counted, try again later")]
+    BothDown { record: &'static str },
+    /// The record is unreachable and Redis cannot number this counter's
+    /// hits: it does not hold the counter (503).
+    #[error(
+        "{record} is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
+    )]
+    NotCached { record: &'static str, id: CounterId },
+    /// The record answered a new batch as one it had applied before (two
+    /// writers would share an id): nothing is guessed (503).
+    #[error("{record} rejected the write; nothing was counted")]
+    WriteRejected { record: &'static str },
+    /// A commit returned no row for this counter and no reason (503).
+    #[error("{record} did not confirm the write")]
+    Unconfirmed { record: &'static str },
     #[error("the service is shutting down")]
     Stopping,
     /// The counter's value would leave ±(2^53 - 1) (409).
@@ -107,8 +125,8 @@ pub enum HitError {
     )]
     QuotaFull(CounterId),
     /// The record refused this counter's change for a data reason (422).
-    #[error("the record refused the change to counter {0}; nothing was counted")]
-    Rejected(CounterId),
+    #[error("{record} refused the change to counter {id}; nothing was counted")]
+    Rejected { record: &'static str, id: CounterId },
 }
 
 pub struct HitRequest {
@@ -158,10 +176,6 @@ impl Group {
         for (_, reply) in self.requests {
             let _ = reply.send(Err(error.clone()));
         }
-    }
-
-    fn refuse(self, message: &str) {
-        self.fail(HitError::Unavailable(message.to_string()));
     }
 
     /// Refuses every request for the reason the store gave.
@@ -523,17 +537,15 @@ impl Writer {
                     self.commit_time = (self.commit_time * 4 + took) / 5;
                     crate::metrics::record_commit(self.last_batch_size, took);
                     self.note_created(created);
-                    answer_committed(groups, &committed, &refused);
+                    answer_committed(self.store.kind(), groups, &committed, &refused);
                     self.raise_cache(committed);
                 }
                 Ok(Applied::Before) => {
                     // A fresh seq cannot have been applied unless two writers
                     // share an id; refuse rather than guess.
                     tracing::error!(seq, writer = %self.id, "new batch reported as already applied");
-                    refuse_all(
-                        groups,
-                        "the counter store rejected the write; nothing was counted",
-                    );
+                    let record = self.store.kind();
+                    refuse_all(groups, &HitError::WriteRejected { record });
                 }
                 Err(error) if error.kind() == FailureKind::Data => {
                     tracing::warn!(%error, seq, "batch refused for a data reason; committing its counters one by one");
@@ -568,13 +580,18 @@ impl Writer {
                     self.note_created(created);
                     let mut one = Groups::new();
                     one.insert(id, group);
-                    answer_committed(one, &committed, &refused);
+                    answer_committed(self.store.kind(), one, &committed, &refused);
                     self.raise_cache(committed);
                 }
-                Ok(Applied::Before) => group.refuse("the counter store rejected the write"),
+                Ok(Applied::Before) => group.fail(HitError::WriteRejected {
+                    record: self.store.kind(),
+                }),
                 Err(error) if error.kind() == FailureKind::Data => {
                     tracing::warn!(%error, counter = %id, "the record refused this counter's change");
-                    group.fail(HitError::Rejected(id));
+                    group.fail(HitError::Rejected {
+                        record: self.store.kind(),
+                        id,
+                    });
                 }
                 Err(_) => {
                     // Everything not yet committed goes the outage way, each
@@ -647,11 +664,7 @@ impl Writer {
             .map(|(id, group)| (id, group.total()))
             .collect();
         let record = self.store.kind();
-        let both_down = || {
-            format!(
-                "{record} and Redis are both unreachable; the hit was not counted, try again later"
-            )
-        };
+        let both_down = HitError::BothDown { record };
         let counted = match &self.cache {
             Some(cache) if self.cache_breaker.allow() => {
                 match cache.incr_existing(&amounts).await {
@@ -661,20 +674,18 @@ impl Writer {
                     }
                     Err(error) => {
                         self.cache_breaker.record_failure(&error);
-                        Err(both_down())
+                        Err(both_down)
                     }
                 }
             }
-            Some(_) => Err(both_down()),
-            None => Err(format!(
-                "{record} is unreachable and no cache is configured; the hit was not counted, try again later"
-            )),
+            Some(_) => Err(both_down),
+            None => Err(HitError::RecordDown { record }),
         };
         drop(amounts);
 
         let values = match counted {
             Ok(values) => values,
-            Err(message) => {
+            Err(error) => {
                 if let Some(from) = in_backlog {
                     let dropped: i64 = self
                         .backlog
@@ -685,10 +696,10 @@ impl Writer {
                     self.backlog.retain(|b| b.seq < from);
                     tracing::warn!(
                         hits = dropped,
-                        "commit failed and Redis is down: hits refused with 503 (if PostgreSQL had in fact committed them, they are recorded)"
+                        "commit failed and Redis is down: hits refused with 503 (if {record} had in fact committed them, they are recorded)"
                     );
                 }
-                refuse_all(groups, &message);
+                refuse_all(groups, &error);
                 return;
             }
         };
@@ -710,9 +721,7 @@ impl Writer {
                     }
                     match refused {
                         Incremented::OutOfRange => group.refuse_for(&id, Refusal::OutOfRange),
-                        _ => group.refuse(&format!(
-                            "{record} is unreachable and Redis does not hold counter {id}; the hit was not counted, try again later"
-                        )),
+                        _ => group.fail(HitError::NotCached { record, id }),
                     }
                 }
             }
@@ -768,7 +777,8 @@ impl Writer {
                             tracing::info!(
                                 seq,
                                 hits,
-                                "wrote increments held while PostgreSQL was down"
+                                "wrote increments held while {} was down",
+                                self.store.kind()
                             );
                             self.note_created(created);
                             for (id, refusal) in refused {
@@ -867,7 +877,14 @@ fn linger(commit_time: Duration, cap: Duration) -> Duration {
     (commit_time * LINGER_COMMITS).min(cap)
 }
 
-fn answer_committed(groups: Groups, rows: &[Committed], refused: &[(CounterId, Refusal)]) {
+/// Answers each group from its commit; `record` names the store for the
+/// errors.
+fn answer_committed(
+    record: &'static str,
+    groups: Groups,
+    rows: &[Committed],
+    refused: &[(CounterId, Refusal)],
+) {
     let values: BTreeMap<&CounterId, i64> = rows.iter().map(|row| (&row.id, row.value)).collect();
     for (id, group) in groups {
         if let Some(&last) = values.get(&id) {
@@ -876,14 +893,14 @@ fn answer_committed(groups: Groups, rows: &[Committed], refused: &[(CounterId, R
             group.refuse_for(&id, *refusal);
         } else {
             tracing::error!(counter = %id, "committed batch returned no row for a counter");
-            group.refuse("the counter store did not confirm the write");
+            group.fail(HitError::Unconfirmed { record });
         }
     }
 }
 
-fn refuse_all(groups: Groups, message: &str) {
+fn refuse_all(groups: Groups, error: &HitError) {
     for group in groups.into_values() {
-        group.refuse(message);
+        group.fail(error.clone());
     }
 }
 
@@ -1094,10 +1111,17 @@ mod tests {
         rig.seed("aaa", 10);
         rig.set_store_down(true);
         rig.set_cache_down(true);
-        assert!(matches!(
-            rig.hit("aaa").await,
-            Err(HitError::Unavailable(_))
-        ));
+        let refused = rig.hit("aaa").await.unwrap_err();
+        assert_eq!(
+            refused,
+            HitError::BothDown {
+                record: "fake store"
+            }
+        );
+        assert_eq!(
+            refused.to_string(),
+            "fake store and Redis are both unreachable; the hit was not counted, try again later"
+        );
         assert_eq!(rig.status.unwritten(), 0);
         rig.set_store_down(false);
         rig.set_cache_down(false);
@@ -1109,10 +1133,12 @@ mod tests {
     async fn store_down_without_a_cache_refuses() {
         let rig = Rig::start(false);
         rig.set_store_down(true);
-        assert!(matches!(
+        assert_eq!(
             rig.hit("aaa").await,
-            Err(HitError::Unavailable(_))
-        ));
+            Err(HitError::RecordDown {
+                record: "fake store"
+            })
+        );
         assert_eq!(rig.status.unwritten(), 0);
     }
 
@@ -1140,8 +1166,12 @@ mod tests {
             .await;
         assert_eq!(answers[0], durable(1));
         assert_eq!(answers[2], durable(1));
-        assert_eq!(answers[1], Err(HitError::Rejected(id("bad"))));
-        assert_eq!(answers[3], Err(HitError::Rejected(id("bad"))));
+        let rejected = Err(HitError::Rejected {
+            record: "fake store",
+            id: id("bad"),
+        });
+        assert_eq!(answers[1], rejected);
+        assert_eq!(answers[3], rejected);
         assert!(rig.store_breaker.is_closed(), "a data error is no outage");
         assert_eq!(rig.status.unwritten(), 0);
         // The failed batch and one batch per counter, numbered in between.

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use super::{
-    Applied, Committed, CounterInfo, CounterSpec, DayCount, FailureKind, Refusal, SetOutcome,
-    StoreError, Totals, in_range,
+use super::{FailureKind, StoreError};
+use crate::counter::{
+    Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, Refusal, SetOutcome, Totals,
+    in_range,
 };
-use crate::counter::CounterId;
 
 /// What the next `apply_batch` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,19 +160,19 @@ impl FakeStore {
     pub async fn create(&self, spec: &CounterSpec) -> Result<CounterInfo, StoreError> {
         self.check_up()?;
         let mut state = self.lock();
-        if state.values.contains_key(&spec.id) {
-            return Err(StoreError::AlreadyExists(spec.id.clone()));
+        if state.values.contains_key(spec.id()) {
+            return Err(StoreError::AlreadyExists(spec.id().clone()));
         }
-        state.values.insert(spec.id.clone(), spec.value);
+        state.values.insert(spec.id().clone(), spec.value());
         Ok(CounterInfo {
-            id: spec.id.clone(),
-            value: spec.value,
+            id: spec.id().clone(),
+            value: spec.value(),
             epoch: 1,
             created_ms: 0,
-            enable_reset: spec.enable_reset,
-            update_lowerbound: spec.update_lowerbound,
-            update_upperbound: spec.update_upperbound,
-            admin_key_hash: spec.admin_key_hash.clone(),
+            enable_reset: spec.enable_reset(),
+            update_lowerbound: spec.bounds().lower(),
+            update_upperbound: spec.bounds().upper(),
+            admin_key_hash: spec.admin_key_hash().map(str::to_string),
         })
     }
 

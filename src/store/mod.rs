@@ -2,18 +2,22 @@
 //! is given. Both keep the same tables and offer the same operations; every
 //! SQL statement of the service lives in `postgres.rs` or `sqlite.rs`.
 //!
-//! Every query binds its values (no SQL is built from strings) and every call
-//! is bounded by the store timeout, so a dead server costs one timeout.
+//! Every value reaches the server as a bound parameter: the only text
+//! spliced into a statement is constant (column lists, the quota's filter,
+//! the clock expression), and every call is bounded by the store timeout, so
+//! a dead server costs one timeout. The record's part in the design (the
+//! counting states, exactly once) is in `docs/architecture.md`.
 //!
 //! # Ranges
 //!
 //! Every value, amount, bound and daily total the record keeps lies within
-//! ±[`MAX_MAGNITUDE`] (2^53 - 1: exact in every JSON client and in Redis's
-//! Lua). The batch statement adds a delta to a counter only if the sum stays
-//! in range and reports the counter as refused otherwise, so one counter
-//! pushed to its limit never fails the other counters of its batch; daily
-//! totals saturate at the limit. CHECK constraints (PostgreSQL) and triggers
-//! (SQLite) refuse anything else that would leave the range.
+//! ±[`MAX_MAGNITUDE`](crate::counter::MAX_MAGNITUDE) (2^53 - 1: exact in
+//! every JSON client and in Redis's Lua; the rule lives in
+//! [`crate::counter`]). The batch statement adds a delta to a counter only if
+//! the sum stays in range and reports the counter as refused otherwise, so
+//! one counter pushed to its limit never fails the other counters of its
+//! batch; daily totals saturate at the limit. CHECK constraints (PostgreSQL)
+//! and triggers (SQLite) refuse anything else that would leave the range.
 //!
 //! # Failures
 //!
@@ -27,19 +31,29 @@ pub mod fake;
 mod postgres;
 mod sqlite;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use postgres::PgStore;
+use secrecy::{ExposeSecret, SecretString};
 pub use sqlite::SqliteStore;
 
-use crate::counter::CounterId;
+use crate::counter::{
+    Applied, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals, in_range,
+};
 
-/// Largest magnitude of any number the service keeps or answers: 2^53 - 1.
-pub const MAX_MAGNITUDE: i64 = (1 << 53) - 1;
-
-/// Whether `value` lies within ±[`MAX_MAGNITUDE`].
-pub fn in_range(value: i64) -> bool {
-    (-MAX_MAGNITUDE..=MAX_MAGNITUDE).contains(&value)
+/// Where the record is and how long a call may take: PostgreSQL at
+/// `database_url`, else the SQLite file at `sqlite_path`.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// May hold a password: a secret, never in `Debug` or a log.
+    pub database_url: Option<SecretString>,
+    pub sqlite_path: PathBuf,
+    /// PostgreSQL connections for reads and admin writes (the writer has
+    /// its own).
+    pub pool_size: u32,
+    /// How long one call (connect, statement, commit) may take.
+    pub timeout: Duration,
 }
 
 /// What a failed store call says about the store.
@@ -200,64 +214,6 @@ fn classify_database_error(code: &str, sqlite: bool) -> FailureKind {
     }
 }
 
-/// One counter's state after a committed write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub id: CounterId,
-    pub value: i64,
-    pub epoch: i64,
-}
-
-/// Why the batch statement left a counter's delta out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The counter's value would leave ±`MAX_MAGNITUDE`.
-    OutOfRange,
-    /// The counter does not exist and the batch may not create counters
-    /// (the counter quota is reached).
-    NotCreated,
-}
-
-/// What `apply_batch` did.
-#[derive(Debug)]
-pub enum Applied {
-    /// Committed now: the new state of every counter that was changed, how
-    /// many of them were created, and the counters left out (unchanged).
-    Now {
-        committed: Vec<Committed>,
-        created: usize,
-        refused: Vec<(CounterId, Refusal)>,
-    },
-    /// This batch had been committed before; nothing was changed.
-    Before,
-}
-
-/// A counter as `/create` makes it.
-#[derive(Debug, Clone)]
-pub struct CounterSpec {
-    pub id: CounterId,
-    pub value: i64,
-    pub enable_reset: bool,
-    pub update_lowerbound: i64,
-    pub update_upperbound: i64,
-    /// SHA-256 of the admin key, hex; the key itself is never stored.
-    pub admin_key_hash: Option<String>,
-}
-
-/// Everything the record holds about a counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterInfo {
-    pub id: CounterId,
-    pub value: i64,
-    pub epoch: i64,
-    /// Unix milliseconds.
-    pub created_ms: i64,
-    pub enable_reset: bool,
-    pub update_lowerbound: i64,
-    pub update_upperbound: i64,
-    pub admin_key_hash: Option<String>,
-}
-
 /// `CounterInfo` as both backends select it (their `INFO_COLUMNS`).
 type InfoRow = (
     String,
@@ -283,29 +239,6 @@ fn info_from_row(row: InfoRow) -> CounterInfo {
         update_upperbound: upper,
         admin_key_hash: hash,
     }
-}
-
-/// A counter's value before and after `set`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetOutcome {
-    pub old_value: i64,
-    pub value: i64,
-    pub epoch: i64,
-}
-
-/// Increments of one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct DayCount {
-    /// `YYYY-MM-DD`
-    pub day: String,
-    pub hits: i64,
-}
-
-/// Service-wide figures. `hits_today` saturates at ±`MAX_MAGNITUDE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    pub counters: i64,
-    pub hits_today: i64,
 }
 
 #[derive(Clone)]
@@ -342,14 +275,17 @@ impl Store {
     /// PostgreSQL at `database_url`, or the SQLite file at `sqlite_path`
     /// when there is none. Connections are made lazily: building a store
     /// never fails because a server is down.
-    pub fn open(
-        database_url: Option<&str>,
-        sqlite_path: &std::path::Path,
-        pool_size: u32,
-        timeout: Duration,
-    ) -> Result<Self, StoreError> {
+    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        let StoreConfig {
+            database_url,
+            sqlite_path,
+            pool_size,
+            timeout,
+        } = config;
+        let (pool_size, timeout) = (*pool_size, *timeout);
         Ok(match database_url {
             Some(url) => {
+                let url = url.expose_secret();
                 check_postgres_url(url)?;
                 Store::Postgres(
                     PgStore::connect_lazy(url, pool_size, timeout)
@@ -559,6 +495,24 @@ mod tests {
             assert!(message.contains(says), "{message}");
             assert!(!message.contains("secret"), "{message}");
         }
+    }
+
+    /// The name errors and logs give the record (`HitError` takes it from
+    /// here): never PostgreSQL for the embedded file.
+    #[tokio::test]
+    async fn each_record_names_its_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |database_url: Option<&str>| StoreConfig {
+            database_url: database_url.map(Into::into),
+            sqlite_path: dir.path().join("named.db"),
+            pool_size: 1,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(Store::open(&config(None)).unwrap().kind(), "SQLite");
+        // Lazy: nothing connects to this address.
+        let postgres = Store::open(&config(Some("postgres://u:secret@127.0.0.1:9/d"))).unwrap();
+        assert_eq!(postgres.kind(), "PostgreSQL");
+        assert!(!format!("{:?}", config(Some("postgres://u:secret@h/d"))).contains("secret"));
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{
-    Applied, Committed, CounterInfo, CounterSpec, DayCount, InfoRow, MAX_MAGNITUDE, Refusal,
-    SetOutcome, StoreError, Totals, bounded, info_from_row,
+use super::{InfoRow, StoreError, bounded, info_from_row};
+use crate::counter::{
+    Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
+    SetOutcome, Totals,
 };
-use crate::counter::CounterId;
 
 /// Columns of `CounterInfo`, in its order.
 const INFO_COLUMNS: &str = "namespace, key, value, epoch,
@@ -291,18 +291,18 @@ impl PgStore {
         let row: Option<InfoRow> = bounded(
             self.timeout,
             sqlx::query_as(&sql)
-                .bind(&spec.id.namespace)
-                .bind(&spec.id.key)
-                .bind(spec.value)
-                .bind(spec.enable_reset)
-                .bind(spec.update_lowerbound)
-                .bind(spec.update_upperbound)
-                .bind(&spec.admin_key_hash)
+                .bind(&spec.id().namespace)
+                .bind(&spec.id().key)
+                .bind(spec.value())
+                .bind(spec.enable_reset())
+                .bind(spec.bounds().lower())
+                .bind(spec.bounds().upper())
+                .bind(spec.admin_key_hash())
                 .fetch_optional(&self.pool),
         )
         .await?;
         row.map(info_from_row)
-            .ok_or_else(|| StoreError::AlreadyExists(spec.id.clone()))
+            .ok_or_else(|| StoreError::AlreadyExists(spec.id().clone()))
     }
 
     pub async fn info(&self, id: &CounterId) -> Result<Option<CounterInfo>, StoreError> {

@@ -15,11 +15,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{
-    Applied, Committed, CounterInfo, CounterSpec, DayCount, InfoRow, MAX_MAGNITUDE, Refusal,
-    SetOutcome, StoreError, Totals, bounded, in_range, info_from_row,
+use super::{InfoRow, StoreError, bounded, info_from_row};
+use crate::counter::{
+    Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
+    SetOutcome, Totals, in_range,
 };
-use crate::counter::CounterId;
 
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 const TODAY: &str = "strftime('%Y-%m-%d', 'now')";
@@ -228,18 +228,18 @@ impl SqliteStore {
                  ON CONFLICT (namespace, key) DO NOTHING
                  RETURNING {INFO_COLUMNS}"
             ))
-            .bind(&spec.id.namespace)
-            .bind(&spec.id.key)
-            .bind(spec.value)
-            .bind(spec.enable_reset)
-            .bind(spec.update_lowerbound)
-            .bind(spec.update_upperbound)
-            .bind(&spec.admin_key_hash)
+            .bind(&spec.id().namespace)
+            .bind(&spec.id().key)
+            .bind(spec.value())
+            .bind(spec.enable_reset())
+            .bind(spec.bounds().lower())
+            .bind(spec.bounds().upper())
+            .bind(spec.admin_key_hash())
             .fetch_optional(&self.pool),
         )
         .await?;
         row.map(info_from_row)
-            .ok_or_else(|| StoreError::AlreadyExists(spec.id.clone()))
+            .ok_or_else(|| StoreError::AlreadyExists(spec.id().clone()))
     }
 
     pub async fn info(&self, id: &CounterId) -> Result<Option<CounterInfo>, StoreError> {

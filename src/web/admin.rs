@@ -10,39 +10,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 
-use super::auth::{Admin, authorize, hash_admin_key};
+use super::auth::access;
 use super::bodies::{CreatedBody, DeletedBody, SetBody};
 use super::compat;
 use super::error::{AppError, ErrorBody, SetRefusedBody};
 use super::extract::{Counter, KeyPath, NamespacePath, Params, counter_id};
 use super::state::{AppState, existing, not_found};
-use crate::counter::CounterId;
-use crate::store::{CounterInfo, CounterSpec};
-
-/// Set and reset, as CountAPI: anyone may set a counter created with
-/// `enable_reset=true`, and nobody but `ADMIN_TOKEN` one created without
-/// (so a counter made by a first `/hit` is never counted down by a
-/// stranger). A token, when sent, must be right: the counter's own key or
-/// `ADMIN_TOKEN`; a wrong one is a 403 that counts against the client.
-fn check_may_set(
-    state: &AppState,
-    headers: &HeaderMap,
-    info: &CounterInfo,
-) -> Result<(), AppError> {
-    let admin = if headers.contains_key(header::AUTHORIZATION) {
-        Some(authorize(state, headers, Some(info))?)
-    } else {
-        None
-    };
-    if admin != Some(Admin::Service) && !info.enable_reset {
-        return Err(AppError::ResetNotAllowed {
-            id: info.id.clone(),
-            value: info.value,
-            no_admin_token: state.admin_token.is_none(),
-        });
-    }
-    Ok(())
-}
+use crate::counter::{Bounds, CounterId, CounterSpec};
 
 /// What `/set` and `/reset` do once the new value is known.
 async fn set_value(
@@ -53,7 +27,7 @@ async fn set_value(
 ) -> Result<Json<SetBody>, AppError> {
     let missing = || AppError::NoSetValue(id.clone());
     let info = state.engine.info(id).await?.ok_or_else(missing)?;
-    check_may_set(state, headers, &info)?;
+    access(state, headers).may_set(&info)?;
     let outcome = state.engine.set(id, value).await?.ok_or_else(missing)?;
     Ok(Json(SetBody {
         old_value: outcome.old_value,
@@ -142,7 +116,7 @@ async fn delete_counter(
     headers: &HeaderMap,
 ) -> Result<Json<DeletedBody>, AppError> {
     let info = existing(state, &id).await?;
-    authorize(state, headers, Some(&info))?;
+    access(state, headers).may_delete(&info)?;
     if !state.engine.delete(&id).await? {
         return Err(not_found(&id));
     }
@@ -181,34 +155,23 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     let key = match params.str("key") {
         Some(key) => key.to_string(),
-        None => random_uuid(),
+        None => CounterId::random_key(),
     };
     let id = counter_id(params.str("namespace").map(str::to_string), key, &headers)?;
-    // Its admin key would let a stranger set the page at `/`.
-    if id == CounterId::seed_page() {
-        return Err(AppError::Reserved(id));
-    }
-    // Anonymous `/update` may only count up unless the creator opts in.
-    let lower = params.int("update_lowerbound")?.unwrap_or(0);
-    let upper = params.int("update_upperbound")?.unwrap_or(1);
-    if lower > upper {
-        return Err(AppError::BadRequest(format!(
-            "update_lowerbound ({lower}) must not be above update_upperbound ({upper})"
-        )));
-    }
-    let admin_key = format!(
-        "hc_{:032x}{:032x}",
-        rand::random::<u128>(),
-        rand::random::<u128>()
-    );
-    let spec = CounterSpec {
+    // Before the options are read, as ever: a reserved id is a 403 whatever they say.
+    crate::counter::check_creatable(&id)?;
+    let bounds = Bounds::new(
+        params.int("update_lowerbound")?,
+        params.int("update_upperbound")?,
+    )?;
+    let admin_key = crate::counter::new_admin_key();
+    let spec = CounterSpec::new(
         id,
-        value: params.int("value")?.unwrap_or(0),
-        enable_reset: params.bool("enable_reset")?.unwrap_or(false),
-        update_lowerbound: lower,
-        update_upperbound: upper,
-        admin_key_hash: Some(hash_admin_key(&admin_key)),
-    };
+        params.int("value")?,
+        params.bool("enable_reset")?,
+        bounds,
+        Some(&admin_key),
+    )?;
     let info = state.engine.create(&spec).await?;
     let path = compat::x_path(&info.id);
     let mut response = compat::with_path(
@@ -226,34 +189,4 @@ pub async fn create(
     // It carries a secret: no cache may keep it.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// A random (version 4) UUID, for `/create` without a key.
-fn random_uuid() -> String {
-    let mut bytes: [u8; 16] = rand::random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn random_uuid_is_a_valid_key() {
-        let id = random_uuid();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(crate::counter::validate_name("key", &id).is_ok());
-        assert_ne!(random_uuid(), id);
-    }
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::DayCount;
+use crate::counter::DayCount;
 
 /// `{"value": N}`: what hit, get and update answer.
 #[derive(Debug, Serialize, ToSchema)]

@@ -90,13 +90,7 @@ async fn add_amount(
 ) -> Result<Json<ValueBody>, AppError> {
     let amount = params.required_int("amount")?;
     let info = existing(state, &id).await?;
-    if amount < info.update_lowerbound || amount > info.update_upperbound {
-        return Err(AppError::OutOfBounds {
-            amount,
-            lower: info.update_lowerbound,
-            upper: info.update_upperbound,
-        });
-    }
+    info.admit(amount)?;
     let hit = state.engine.add(id, amount).await?;
     Ok(Json(ValueBody { value: hit.value }))
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::counter::CounterId;
+use crate::counter::{CounterId, Refused};
 use crate::limit::RetryAfter;
 use crate::store::StoreError;
 use crate::writer::HitError;
@@ -136,10 +136,50 @@ impl From<HitError> for AppError {
     fn from(error: HitError) -> Self {
         let message = error.to_string();
         match error {
-            HitError::Unavailable(_) | HitError::Stopping => Self::Unavailable(message),
+            HitError::RecordDown { .. }
+            | HitError::BothDown { .. }
+            | HitError::NotCached { .. }
+            | HitError::WriteRejected { .. }
+            | HitError::Unconfirmed { .. }
+            | HitError::Stopping => Self::Unavailable(message),
             HitError::OutOfRange { .. } => Self::OutOfRange(message),
             HitError::QuotaFull(_) => Self::QuotaFull(message),
-            HitError::Rejected(_) => Self::Rejected(message),
+            HitError::Rejected { .. } => Self::Rejected(message),
+        }
+    }
+}
+
+/// A counter rule's refusal, as the answer that carries its status (and,
+/// for `/set`, CountAPI's body; for a wrong token, the mark `guard` counts).
+impl From<Refused> for AppError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::OutOfRange { .. } | Refused::BoundsReversed { .. } => {
+                Self::BadRequest(refused.to_string())
+            }
+            Refused::Reserved(id) => Self::Reserved(id),
+            Refused::OutOfBounds {
+                amount,
+                lower,
+                upper,
+            } => Self::OutOfBounds {
+                amount,
+                lower,
+                upper,
+            },
+            Refused::NoToken => Self::Unauthorized,
+            Refused::WrongToken => Self::Forbidden,
+            Refused::NobodyMay(id) => Self::NobodyMay(id),
+            Refused::ResetNotAllowed {
+                id,
+                value,
+                no_admin_token,
+            } => Self::ResetNotAllowed {
+                id,
+                value,
+                no_admin_token,
+            },
+            Refused::AdminTokenNeeded => Self::AdminTokenNeeded,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::counter::CounterId;
 
 /// Largest magnitude of a value or amount: 2^53 - 1, exact in JSON numbers
 /// of every client and in the cache's scripts.
-pub use crate::store::MAX_MAGNITUDE;
+pub use crate::counter::MAX_MAGNITUDE;
 
 /// The path's parameters by name; an undecodable path is a 400 with a JSON
 /// body like every other error.
@@ -105,13 +105,7 @@ impl Params {
         let value: i64 = text.trim().parse().map_err(|_| {
             AppError::BadRequest(format!("{name} must be an integer, got {text:?}"))
         })?;
-        // Not `value.abs()`: i64::MIN has no absolute value in an i64.
-        if !crate::store::in_range(value) {
-            return Err(AppError::BadRequest(format!(
-                "{name} must be between -{MAX_MAGNITUDE} and {MAX_MAGNITUDE}, got {value}"
-            )));
-        }
-        Ok(Some(value))
+        Ok(Some(crate::counter::check_range(name, value)?))
     }
 
     pub fn required_int(&self, name: &str) -> Result<i64, AppError> {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use super::error::AppError;
 use crate::client::{Client, ClientPolicy};
 use crate::counter::CounterId;
+use crate::counter::{AdminToken, CounterInfo};
 use crate::engine::Engine;
 use crate::limit::{LimitSettings, Limits};
-use crate::store::CounterInfo;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,7 +20,7 @@ pub struct AppState {
     /// First words of the page at `/`.
     pub greeting: Arc<str>,
     /// When set, `/resetcounter` needs `Authorization: Bearer <token>`.
-    pub admin_token: Option<Arc<str>>,
+    pub admin_token: Option<AdminToken>,
 }
 
 /// Who clients are and what limits them: what a served router adds to the

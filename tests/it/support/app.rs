@@ -217,11 +217,11 @@ impl InProcess {
         let redis = Redis::shared();
         // A PostgreSQL store never opens its SQLite path.
         let store = store(Some(&pg.url), Path::new("unused.db"));
-        let cache = hitcounter::cache::Cache::connect_lazy(
-            &redis.url,
-            &redis.prefix,
-            Duration::from_millis(250),
-        )
+        let cache = hitcounter::cache::Cache::connect_lazy(&hitcounter::cache::CacheConfig {
+            url: redis.url.clone().into(),
+            key_prefix: redis.prefix.clone(),
+            timeout: Duration::from_millis(250),
+        })
         .expect("a Redis URL");
         let router = router(store, Some(cache), admin_token).await;
         Self {
@@ -281,8 +281,13 @@ impl InProcess {
 }
 
 fn store(database_url: Option<&str>, sqlite_path: &Path) -> hitcounter::store::Store {
-    hitcounter::store::Store::open(database_url, sqlite_path, 8, Duration::from_secs(1))
-        .expect("a store")
+    hitcounter::store::Store::open(&hitcounter::store::StoreConfig {
+        database_url: database_url.map(Into::into),
+        sqlite_path: sqlite_path.to_path_buf(),
+        pool_size: 8,
+        timeout: Duration::from_secs(1),
+    })
+    .expect("a store")
 }
 
 /// The router over `store` and `cache`, the record migrated, the writer
@@ -293,10 +298,10 @@ async fn router(
     admin_token: Token<'_>,
 ) -> axum::Router {
     store.migrate().await.expect("migrate the record");
-    let engine = hitcounter::engine::Engine::with_parts(
+    let engine = hitcounter::engine::Engine::start(
         store,
         cache,
-        hitcounter::engine::EngineSettings {
+        hitcounter::engine::EngineConfig {
             retry_interval: Duration::from_millis(200),
             max_batch: 4096,
             batch_linger: Duration::from_millis(3),

@@ -1,7 +1,34 @@
-//! What a counter is: a (namespace, key) pair. The seed's page is one
-//! ordinary counter.
+//! The counter and its rules, with no HTTP, SQL or Redis in them: what a
+//! counter is (a (namespace, key) pair; the seed's page is one ordinary
+//! counter), what its names and numbers may be, what `/create` makes, and
+//! who may change it. The web layer, the engine, the writer, the store and
+//! the cache all speak these types; this module imports none of them.
+//!
+//! - this file: [`CounterId`] and the rules for names.
+//! - [`rules`]: the range of every number ([`MAX_MAGNITUDE`]), a counter's
+//!   options as `/create` makes them ([`CounterSpec`], its defaults and
+//!   checks) and as the record holds them ([`CounterInfo`]), `/update`'s
+//!   bounds.
+//! - [`access`]: who may set, reset or delete a counter ([`Access`]):
+//!   `ADMIN_TOKEN`, the counter's own key, or anyone when it was created
+//!   with `enable_reset=true`.
+//! - [`results`]: what the record answers (committed values, refusals,
+//!   history, totals).
+//!
+//! The design as a whole is in `docs/architecture.md`.
+
+pub mod access;
+pub mod results;
+pub mod rules;
 
 use std::fmt;
+
+pub use access::{Access, Admin, AdminToken, Credential, hash_admin_key, new_admin_key};
+pub use results::{Applied, Committed, DayCount, Refusal, SetOutcome, Totals};
+pub use rules::{
+    Bounds, CounterInfo, CounterSpec, MAX_MAGNITUDE, Refused, check_creatable, check_range,
+    in_range,
+};
 
 /// Identifies one counter. Ordered, so batches can lock rows in one order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,6 +88,23 @@ impl CounterId {
         validate_name("key", key)?;
         Ok(Self::new(namespace, key))
     }
+
+    /// A random (version 4) UUID: the key `/create` gives a counter when
+    /// it is asked for none.
+    pub fn random_key() -> String {
+        let mut bytes: [u8; 16] = rand::random();
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex = hex::encode(bytes);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
 }
 
 #[cfg(test)]
@@ -90,5 +134,14 @@ mod tests {
         );
         assert!(CounterId::parse(None, "héllo").unwrap_err().contains('é'));
         assert!(CounterId::seed_page().namespace == DEFAULT_NAMESPACE);
+    }
+
+    #[test]
+    fn a_random_key_is_a_valid_version_4_uuid() {
+        let key = CounterId::random_key();
+        assert_eq!(key.len(), 36);
+        assert_eq!(&key[14..15], "4");
+        assert!(validate_name("key", &key).is_ok());
+        assert_ne!(CounterId::random_key(), key);
     }
 }
