@@ -26,6 +26,8 @@
 #
 # Environment: HITCOUNTER_BIN (default: cargo build --release),
 # E2E_HA_NODES (2 or 3), E2E_HA_CLIENTS (per app, default 8),
+# E2E_HA_SYNCHRONOUS=false (asynchronous standbys: shows the record check
+# failing when the promoted standby missed acknowledged commits),
 # E2E_KEEP=1 keeps the temporary directory (logs) even when all passed.
 set -uo pipefail
 
@@ -51,6 +53,8 @@ check() {
     else FAILED=$((FAILED + 1)); printf 'FAIL  %-34s %s\n' "$name" "$figure"; fi
 }
 is() { if "$@"; then echo 1; else echo 0; fi; }
+# all 'COND' 'COND'...: 1 if every condition (shell text) holds, else 0.
+all() { local c; for c in "$@"; do eval "$c" 2>/dev/null || { echo 0; return; }; done; echo 1; }
 setup_failed() {
     say "SETUP FAILED: $*"
     FAILED=$((FAILED + 1))
@@ -116,8 +120,8 @@ read -r -a PORTS <<<"$(python3 -c '
 import socket, sys
 socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' $((6 + 2 * NODES)))"
-ETCD_PORT=${PORTS[0]} ETCD_PEER=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} REDIS_PORT=${PORTS[3]}
+print(" ".join(str(s.getsockname()[1]) for s in socks))' $((7 + 2 * NODES)))"
+ETCD_PORT=${PORTS[0]} ETCD_PEER=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} REDIS_PORT=${PORTS[3]} STATS_PORT=${PORTS[6 + 2 * NODES]}
 APP_PORTS=("${PORTS[4]}" "${PORTS[5]}")
 declare -A PG_PORT REST_PORT
 for n in $(seq "$NODES"); do
@@ -163,7 +167,7 @@ bootstrap:
     loop_wait: 1
     retry_timeout: 4
     maximum_lag_on_failover: 1048576
-    synchronous_mode: true
+    synchronous_mode: ${E2E_HA_SYNCHRONOUS:-true}
     postgresql:
       use_pg_rewind: true
       use_slots: true
@@ -214,7 +218,8 @@ start_patroni 1
 wait_for 60 is_role 1 primary || setup_failed "pg1 did not become the leader: $(tail -n 5 "$TMP/pg1/patroni.log")"
 for n in $(seq 2 "$NODES"); do start_patroni "$n"; done
 wait_for 90 all_streaming || setup_failed "replicas did not start streaming: $(tail -n 3 "$TMP/pg2/patroni.log")"
-wait_for 30 sync_standby || setup_failed "no synchronous standby"
+SYNCHRONOUS=${E2E_HA_SYNCHRONOUS:-true}
+[ "$SYNCHRONOUS" != true ] || wait_for 30 sync_standby || setup_failed "no synchronous standby"
 
 {
     echo "global"
@@ -232,9 +237,24 @@ wait_for 30 sync_standby || setup_failed "no synchronous standby"
     # Connections to a node that stops being the leader are cut at once.
     echo "    default-server inter 300ms fall 2 rise 1 on-marked-down shutdown-sessions"
     for n in $(seq "$NODES"); do echo "    server pg$n 127.0.0.1:${PG_PORT[$n]} maxconn 100 check port ${REST_PORT[$n]}"; done
+    echo "listen stats"
+    echo "    mode http"
+    echo "    bind 127.0.0.1:$STATS_PORT"
+    echo "    stats enable"
+    echo "    stats uri /"
 } >"$TMP/haproxy.cfg"
 haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
 PIDS+=($!)
+
+# The servers HAProxy sends connections to, e.g. "pg2". It counts every
+# server up until its checks fail: the apps start only once the replicas are
+# marked down, or their first connections (migrations) could reach a replica.
+haproxy_up() {
+    curl -s --max-time 1 "http://127.0.0.1:$STATS_PORT/;csv" |
+        awk -F, '$1 == "postgres" && $2 ~ /^pg/ && $18 ~ /^UP/ { printf "%s%s", sep, $2; sep = " " }'
+}
+only_leader_up() { [ "$(haproxy_up)" = "pg$(leader)" ]; }
+wait_for 20 only_leader_up || setup_failed "HAProxy does not route to the leader alone: $(haproxy_up)"
 
 export PGCONNECT_TIMEOUT=1 PGUSER=postgres PGPASSWORD=postgres PGDATABASE=postgres
 record_via() { # PORT: the seed page's count in the record reached through PORT
@@ -251,7 +271,7 @@ for i in 0 1; do
     wait_for 30 curl -sf "http://127.0.0.1:${APP_PORTS[$i]}/readyz" || setup_failed "app $i not ready: $(tail -n 3 "$TMP/app$i.log")"
 done
 OLD=$(leader) || setup_failed "no leader"
-SYNC=$(sync_standby) || setup_failed "no synchronous standby"
+SYNC=$(sync_standby) || { [ "$SYNCHRONOUS" = true ] && setup_failed "no synchronous standby"; SYNC=-; }
 say "cluster up: leader pg$OLD, synchronous standby pg$SYNC, apps ready ($(secs "$STARTED" "$(now)") s)"
 check "cluster up, synchronous standby" 1 "$NODES nodes, leader pg$OLD, sync standby pg$SYNC"
 
@@ -294,7 +314,7 @@ while [ "$(date +%s)" -le "$end" ]; do
     sleep 0.2
 done
 [ -n "$NEW" ] || NEW=$(leader)
-check "standby promoted" "$(is [ -n "$NEW" ] && [ -n "$T_LEADER" ])" \
+check "standby promoted" "$(all '[ -n "$NEW" ]' '[ -n "$T_LEADER" ]')" \
     "pg${NEW:-?} leads $( [ -n "$T_LEADER" ] && secs "$T_KILL" "$T_LEADER" || echo '?') s after the kill (was the sync standby: pg$SYNC)"
 check "kill -> durable commits again" "$(is [ -n "$T_DURABLE" ])" \
     "$( [ -n "$T_DURABLE" ] && secs "$T_KILL" "$T_DURABLE" || echo 'never (60 s)') s (the record grows through HAProxy); both apps ready again at $( [ -n "$T_READY" ] && secs "$T_KILL" "$T_READY" || echo '?') s"
@@ -349,9 +369,9 @@ errors = ",".join(sorted({f"{r[1]}:{r[3]}" for r in failed})[:3]) or "-"
 print(len(rows), len(ok), len(failed), inflight, dups, dups_back, outage, errors)
 EOF
 )"
-check "no request failed" "$(is [ "$FAILED_REQ" = 0 ] && [ "$OK" -gt 0 ])" \
+check "no request failed" "$(all '[ "$FAILED_REQ" = 0 ]' '[ "$OK" -gt 0 ]')" \
     "$FAILED_REQ of $REQUESTS failed ($ERRORS); $OUTAGE_OK answered between the kill and durable commits again"
-check "every acknowledged hit recorded" "$(is [ "$WRITTEN" = 0 ] && [ -n "$RECORD" ] && [ "$OK" -le "$RECORD" ] && [ "$RECORD" -le $((OK + INFLIGHT)) ])" \
+check "every acknowledged hit recorded" "$(all '[ "$WRITTEN" = 0 ]' '[ "$OK" -le "$RECORD" ]' '[ "$RECORD" -le $((OK + INFLIGHT)) ]')" \
     "acknowledged $OK <= record $RECORD (pg${LEADER_NOW:-?}) <= acknowledged + in flight $((OK + INFLIGHT)); unwritten 0: $( [ "$WRITTEN" = 0 ] && echo yes || echo no)"
 # docs/architecture.md (counting states): while PostgreSQL is up every number
 # comes from the commit and is unique; the moment an app goes back from Redis
@@ -366,4 +386,5 @@ else
 fi
 same_on_old() { [ "$(record_via "${PG_PORT[$OLD]}")" = "$RECORD" ]; }
 wait_for 10 same_on_old
+check "HAProxy routes to the new leader alone" "$(is [ "$(haproxy_up)" = "pg$LEADER_NOW" ])" "up in HAProxy: $(haproxy_up)"
 check "old leader's copy is the record" "$(is same_on_old)" "pg$OLD has $(record_via "${PG_PORT[$OLD]}"), the leader $RECORD"
