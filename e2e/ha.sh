@@ -28,6 +28,8 @@
 # E2E_HA_NODES (2 or 3), E2E_HA_CLIENTS (per app, default 8),
 # E2E_HA_SYNCHRONOUS=false (asynchronous standbys: shows the record check
 # failing when the promoted standby missed acknowledged commits),
+# E2E_HA_KILL=postgres (SIGKILL the leader's PostgreSQL alone: its Patroni
+# restarts it or hands over; default node: Patroni and PostgreSQL),
 # E2E_KEEP=1 keeps the temporary directory (logs) even when all passed.
 set -uo pipefail
 
@@ -36,6 +38,7 @@ ROOT="$(cd "$E2E_DIR/.." && pwd)"
 STARTED=$(date +%s.%N)
 NODES=${E2E_HA_NODES:-3}
 CLIENTS=${E2E_HA_CLIENTS:-8}
+KILL=${E2E_HA_KILL:-node}
 SCOPE=hitcounter-ha
 
 PASSED=0
@@ -85,7 +88,7 @@ cleanup() {
         for n in $(seq "$NODES"); do pg+=($(postgres_pids "$n")); done
     fi
     for pid in "${PIDS[@]}" "${PATRONI_PID[@]}" "${pg[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}" "${PATRONI_PID[@]}"; do wait "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     if [ -n "$TMP" ]; then
         if [ "$FAILED" -eq 0 ] && [ "${E2E_KEEP:-}" != 1 ]; then rm -rf "$TMP"; else say "logs kept in $TMP"; fi
     fi
@@ -98,6 +101,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --------------------------------------------------------------- setup ---
+case "$KILL" in node | postgres) ;; *) setup_failed "E2E_HA_KILL is node or postgres, not $KILL" ;; esac
 [ "$(id -u)" = 0 ] || setup_failed "run as root (PostgreSQL runs as the postgres user)"
 id postgres >/dev/null 2>&1 || setup_failed "no postgres user (install postgresql-15)"
 for tool in patroni etcd haproxy redis-server pg_config psql curl python3; do
@@ -203,6 +207,7 @@ chown -R postgres: "$TMP"/pg*
 start_patroni() {
     setpriv --reuid=postgres --regid=postgres --init-groups patroni "$TMP/pg$1/patroni.yml" >>"$TMP/pg$1/patroni.log" 2>&1 &
     PATRONI_PID[$1]=$!
+    disown "$!"   # no "Killed" notice when it is SIGKILLed on purpose
 }
 rest() { curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:${REST_PORT[$1]}/$2"; }
 is_role() { [ "$(rest "$1" "$2")" = 200 ]; }
@@ -288,11 +293,14 @@ for i in 0 1; do
 done
 sleep 4
 BEFORE=$(record_via "$HAPROXY_PORT")
-KILL_PIDS=(${PATRONI_PID[$OLD]} $(postgres_pids "$OLD"))
+if [ "$KILL" = node ]; then
+    KILL_PIDS=(${PATRONI_PID[$OLD]} $(postgres_pids "$OLD"))
+else
+    KILL_PIDS=($(postgres_pids "$OLD"))
+fi
 T_KILL=$(now)
 kill -KILL "${KILL_PIDS[@]}"
-wait "${PATRONI_PID[$OLD]}" 2>/dev/null
-say "SIGKILL pg$OLD (Patroni and PostgreSQL: ${KILL_PIDS[*]}); record was $BEFORE"
+say "SIGKILL pg$OLD's $KILL (${KILL_PIDS[*]}); record was $BEFORE"
 
 NEW=""
 T_LEADER=""
@@ -300,7 +308,7 @@ T_DURABLE=""
 T_READY=""
 end=$(( $(date +%s) + 60 ))
 while [ "$(date +%s)" -le "$end" ]; do
-    if [ -z "$NEW" ]; then
+    if [ -z "$NEW" ] && [ "$KILL" = node ]; then
         for n in $(seq "$NODES"); do
             [ "$n" != "$OLD" ] && is_role "$n" primary && { NEW=$n; T_LEADER=$(now); }
         done
@@ -310,23 +318,31 @@ while [ "$(date +%s)" -le "$end" ]; do
         [ -n "$v" ] && [ "$v" -gt "$BEFORE" ] 2>/dev/null && T_DURABLE=$(now)
     fi
     [ -z "$T_READY" ] && [ -n "$T_DURABLE" ] && apps_ready && T_READY=$(now)
-    [ -n "$NEW" ] && [ -n "$T_DURABLE" ] && [ -n "$T_READY" ] && break
+    { [ -n "$NEW" ] || [ "$KILL" = postgres ]; } && [ -n "$T_DURABLE" ] && [ -n "$T_READY" ] && break
     sleep 0.2
 done
-[ -n "$NEW" ] || NEW=$(leader)
-check "standby promoted" "$(all '[ -n "$NEW" ]' '[ -n "$T_LEADER" ]')" \
-    "pg${NEW:-?} leads $( [ -n "$T_LEADER" ] && secs "$T_KILL" "$T_LEADER" || echo '?') s after the kill (was the sync standby: pg$SYNC)"
+if [ "$KILL" = node ]; then
+    check "standby promoted" "$(all '[ -n "$NEW" ]' '[ -n "$T_LEADER" ]')" \
+        "pg${NEW:-?} leads $( [ -n "$T_LEADER" ] && secs "$T_KILL" "$T_LEADER" || echo '?') s after the kill (was the sync standby: pg$SYNC)"
+else
+    # Patroni, still holding the leader key, restarts PostgreSQL (crash
+    # recovery) or lets a standby take over: either is fine.
+    NEW=$(leader)
+    check "a leader again" "$(is [ -n "$NEW" ])" "pg${NEW:-?} leads (pg$OLD's Patroni $( [ "$NEW" = "$OLD" ] && echo restarted its PostgreSQL || echo let the standby take over))"
+fi
 check "kill -> durable commits again" "$(is [ -n "$T_DURABLE" ])" \
     "$( [ -n "$T_DURABLE" ] && secs "$T_KILL" "$T_DURABLE" || echo 'never (60 s)') s (the record grows through HAProxy); both apps ready again at $( [ -n "$T_READY" ] && secs "$T_KILL" "$T_READY" || echo '?') s"
 
 sleep 2
-say "starting pg$OLD's Patroni again"
 T_BACK=$(now)
-start_patroni "$OLD"
-wait_for 90 is_role "$OLD" replica
+if [ "$KILL" = node ]; then
+    say "starting pg$OLD's Patroni again"
+    start_patroni "$OLD"
+fi
+wait_for 90 all_streaming
 REJOINED=$?
-check "old leader back as a replica" "$(is [ "$REJOINED" = 0 ])" \
-    "pg$OLD streaming $(secs "$T_BACK" "$(now)") s after its Patroni started again"
+check "every other node streams again" "$(all '[ "$REJOINED" = 0 ]' '[ -n "$(leader)" ]')" \
+    "$(for n in $(seq "$NODES"); do [ "$n" = "$(leader)" ] || printf 'pg%s ' "$n"; done)streaming from pg$(leader) $(secs "$T_BACK" "$(now)") s after $( [ "$KILL" = node ] && echo "pg$OLD's Patroni started again" || echo 'the leader was back')"
 sleep 3
 touch "$TMP/stop"
 for pid in "${PIDS[@]: -2}"; do wait "$pid"; done
