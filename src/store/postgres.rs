@@ -3,7 +3,9 @@
 //! group commit needs, and one (`DB_POOL_SIZE`) for everything else, whose
 //! size bounds how many reads run at once.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -22,6 +24,51 @@ const INFO_COLUMNS: &str = "namespace, key, value, epoch,
 /// connecting after a failure.
 const WRITER_CONNECTIONS: u32 = 2;
 
+/// When this process last saw the record fail as an outage. A pooled
+/// connection opened before then is closed instead of handed out: after a
+/// failover or a restart every idle connection leads to a dead or demoted
+/// server, and each would fail one operation before the pool noticed
+/// (measured in e2e/ha.sh: two failed reads per app after each failover, and
+/// readiness reported down again after the record was back).
+#[derive(Debug)]
+struct OutageMark {
+    base: Instant,
+    /// Nanoseconds from `base` to the last outage, plus one; 0: none yet.
+    at: AtomicU64,
+}
+
+impl OutageMark {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            at: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self) {
+        let at = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        self.at.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// Whether a connection `age` old was opened before the last outage.
+    fn predates(&self, age: Duration) -> bool {
+        match self.at.load(Ordering::Relaxed) {
+            0 => false,
+            at => self.base.elapsed().saturating_sub(age) <= Duration::from_nanos(at - 1),
+        }
+    }
+
+    /// Passes `result` on, noting an outage.
+    fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(error) = &result
+            && error.is_outage()
+        {
+            self.record();
+        }
+        result
+    }
+}
+
 #[derive(Clone)]
 pub struct PgStore {
     /// Reads, admin writes, migrations.
@@ -30,6 +77,8 @@ pub struct PgStore {
     writer_pool: PgPool,
     timeout: Duration,
     host: String,
+    /// Set by the writer's commits and by pings, read by both pools.
+    outage: Arc<OutageMark>,
 }
 
 impl PgStore {
@@ -44,15 +93,21 @@ impl PgStore {
             options.get_port(),
             options.get_database().unwrap_or("")
         );
+        let outage = Arc::new(OutageMark::new());
         let pool_options = |size: u32| {
+            let mark = Arc::clone(&outage);
             PgPoolOptions::new()
                 .max_connections(size)
                 .min_connections(0)
                 .acquire_timeout(timeout)
                 // A broken connection shows up as an error on use and is
                 // dropped; pinging before every use would cost a round trip
-                // per batch.
+                // per batch. Those older than the last outage are not used.
                 .test_before_acquire(false)
+                .before_acquire(move |_, meta| {
+                    let fresh = !mark.predates(meta.age);
+                    Box::pin(async move { Ok(fresh) })
+                })
         };
         let pool = pool_options(pool_size.max(1)).connect_lazy_with(options.clone());
         let writer_pool = pool_options(WRITER_CONNECTIONS).connect_lazy_with(options);
@@ -61,6 +116,7 @@ impl PgStore {
             writer_pool,
             timeout,
             host,
+            outage,
         })
     }
 
@@ -76,9 +132,8 @@ impl PgStore {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        bounded(self.timeout, sqlx::query("SELECT 1").execute(&self.pool))
-            .await
-            .map(|_| ())
+        let pinged = bounded(self.timeout, sqlx::query("SELECT 1").execute(&self.pool)).await;
+        self.outage.note(pinged).map(|_| ())
     }
 
     /// One statement, so one transaction: the writer's progress row, the
@@ -146,7 +201,7 @@ impl PgStore {
             Option<i64>,
             Option<bool>,
         );
-        let rows: Vec<Row> = bounded(
+        let rows: Result<Vec<Row>, _> = bounded(
             self.timeout,
             sqlx::query_as(&sql)
                 .bind(writer_id)
@@ -157,7 +212,8 @@ impl PgStore {
                 .bind(MAX_MAGNITUDE)
                 .fetch_all(&self.writer_pool),
         )
-        .await?;
+        .await;
+        let rows = self.outage.note(rows)?;
         let mut committed = Vec::with_capacity(rows.len());
         let mut created = 0;
         for row in rows {
@@ -405,5 +461,29 @@ impl PgStore {
         )
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connections_opened_before_the_last_outage_are_stale() {
+        let mark = OutageMark::new();
+        std::thread::sleep(Duration::from_millis(5));
+        let opened_at_start = mark.base.elapsed();
+        assert!(!mark.predates(opened_at_start), "no outage yet");
+
+        mark.record();
+        assert!(
+            mark.predates(mark.base.elapsed()),
+            "opened at the start, before the outage"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            !mark.predates(Duration::from_millis(1)),
+            "opened after the outage"
+        );
     }
 }
