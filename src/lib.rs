@@ -18,10 +18,14 @@
 //! - [`badge`]: SVG badges and the shields.io endpoint JSON (pure rendering).
 //! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
 //! - [`writer`]: the group-commit task and the counting contract's states.
+//! - [`counter`]: what a counter is and its rules, with no I/O: names, the
+//!   range of values, bounds, who may set, reset or delete, and the
+//!   record's result types that every layer shares.
 //! - [`store`]: the record (PostgreSQL, or an embedded SQLite file). Every
-//!   SQL statement lives there; so do the ranges and what a failure means.
+//!   SQL statement lives there; so does what a failure means.
 //! - [`cache`]: Redis, the live values. Every Redis script lives there.
 //! - [`breaker`]: circuit breakers so a dead dependency costs one timeout.
+//! - [`alarm`]: a sleep with microsecond precision, for the writer's linger.
 //! - [`server`]: start-up, serving, each connection's timeouts and bound,
 //!   and the graceful stop.
 //! - [`healthcheck`]: the `healthcheck` subcommand.
