@@ -489,3 +489,48 @@ fn no_cycle_between_top_level_modules() {
         "a cycle between top-level modules; their edges: {top:#?}"
     );
 }
+
+/// The edges issue #11 removed stay removed: below the web layer, nothing
+/// names a layer above it or a sibling it should not know. `counter` (the
+/// rules) names nothing; the record and the cache know only the rules and
+/// their own helpers; the engine gets its settings as an `EngineConfig`
+/// from the server, not from `config`.
+#[test]
+fn lower_layers_never_name_the_layers_above() {
+    let graph = crate_graph();
+    let mut top: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (from, targets) in &graph.edges {
+        let entry = top.entry(top_level(from)).or_default();
+        for to in targets {
+            if top_level(to) != top_level(from) {
+                entry.insert(top_level(to));
+            }
+        }
+    }
+    let may_name: &[(&str, &[&str])] = &[
+        ("counter", &[]),
+        ("store", &["counter", "metrics"]),
+        ("cache", &["counter", "breaker", "metrics"]),
+        (
+            "writer",
+            &["alarm", "breaker", "cache", "counter", "metrics", "store"],
+        ),
+        (
+            "engine",
+            &["breaker", "cache", "counter", "metrics", "store", "writer"],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (module, allowed) in may_name {
+        assert!(top.contains_key(*module), "no module {module} in src/");
+        for to in &top[*module] {
+            if !allowed.contains(&to.as_str()) {
+                wrong.push(format!("{module} -> {to}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "edges that point the wrong way: {wrong:?}"
+    );
+}
