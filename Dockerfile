@@ -11,7 +11,7 @@
 # builder's CA bundle (/etc/ssl/certs/ca-certificates.crt, about 0.2 MB) is
 # copied: TLS to a managed Redis (rediss://) verifies the server against it
 # (sqlx carries its own public roots; a private CA is given in the URLs or with
-# SSL_CERT_FILE, see README "TLS to the databases").
+# SSL_CERT_FILE, see docs/operations.md, "TLS to the databases").
 #
 # Base images are build arguments whose defaults are the public images; a
 # machine with no registry passes its own (see e2e/compose.override.yaml).
