@@ -41,9 +41,16 @@ while :; do
     [ "$(cat /proc/1/comm 2>/dev/null)" = nginx ] || continue
     # ahostsv4: every address, from Docker's DNS like nginx's own lookup.
     current=$(getent ahostsv4 "$name" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' ')
-    # Nothing resolved (no replica right now): keep what nginx has; it
-    # fails over to whichever address answers again.
-    if [ -n "$current" ] && [ "$current" != "$previous" ]; then
+    # Nothing resolved (no replica right now, e.g. all recreated at once):
+    # nginx keeps what it has (a reload would fail: "host not found"), but
+    # the replicas' return is a change even at the same addresses: by then
+    # nginx has marked every one failed (max_fails) and would answer 502
+    # for up to fail_timeout; the reload starts it afresh.
+    if [ -z "$current" ]; then
+        previous=""
+        continue
+    fi
+    if [ "$current" != "$previous" ]; then
         # Also at the first lookup: replicas may have changed between
         # nginx's start and this one.
         if kill -HUP 1 2>/dev/null; then
