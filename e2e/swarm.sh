@@ -424,13 +424,19 @@ failures broken
 # A task's container killed (as a node-level failure would): Swarm replaces it.
 say "kill: one app task's container under load"
 load_start kill
-victim=$(running_tasks | head -n1)
+before=$(running_tasks | sort)
+victim=$(head -n1 <<<"$before")
 t=$(now)
 docker kill "$victim" >/dev/null
 replaced=""
 deadline=$(( $(date +%s) + 90 ))
 while [ "$(date +%s)" -le "$deadline" ]; do
-    if [ "$(replicas)" = "$want/$want" ] && ! running_tasks | grep -q "^${victim:0:12}"; then replaced=$(since "$t"); break; fi
+    # A new task's container, healthy (Swarm counts it running only then).
+    new=$(comm -13 <(echo "$before") <(running_tasks | sort) | head -n1)
+    if [ -n "$new" ] && [ "$(docker inspect -f '{{.State.Health.Status}}' "$new" 2>/dev/null)" = healthy ] \
+        && [ "$(replicas)" = "$want/$want" ]; then
+        replaced=$(since "$t"); break
+    fi
     sleep 0.5
 done
 sleep 2
@@ -438,7 +444,7 @@ load_stop kill
 s=$(analyze kill)
 failed=$(field "$s" failed)
 check "kill: task replaced" "$(is [ -n "$replaced" ])" \
-    "container ${victim:0:12} killed; $want/$want healthy again after ${replaced:-never}s; $(docker service ps --format '{{.CurrentState}} {{.Error}}' "$APP_SERVICE" | grep -m1 -i 'failed' || true)"
+    "container ${victim:0:12} killed; new task ${new:0:12} healthy, $want/$want, after ${replaced:-never}s; $(docker service ps --format '{{.CurrentState}} {{.Error}}' "$APP_SERVICE" | grep -m1 -i 'failed' || true)"
 check "kill: failed requests" "$(is all '[ "$failed" -le 4 ]' '[ "$(field "$s" ok)" -gt 0 ]')" \
     "$failed failed of $(field "$s" requests) ($(field "$s" retried) retried on a new connection; at most one per load client in flight on the killed task: 4)"
 failures kill

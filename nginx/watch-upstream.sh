@@ -39,8 +39,11 @@ while :; do
     # Until nginx is PID 1 (and between its restarts) there is nothing to
     # tell: SIGHUP would end a shell still starting it.
     [ "$(cat /proc/1/comm 2>/dev/null)" = nginx ] || continue
-    # ahostsv4: every address, from Docker's DNS like nginx's own lookup.
-    current=$(getent ahostsv4 "$name" 2>/dev/null | awk '{print $1}' | sort -u | tr '\n' ' ')
+    # Every address, from Docker's DNS like nginx's own lookup: glibc's
+    # getent (Debian) has ahostsv4; musl's (Alpine, the official image) may
+    # not, hence the fallback to `hosts`.
+    current=$({ getent ahostsv4 "$name" 2>/dev/null || getent hosts "$name" 2>/dev/null; } \
+        | awk '{print $1}' | sort -u | tr '\n' ' ')
     # Nothing resolved (no replica right now, e.g. all recreated at once):
     # nginx keeps what it has (a reload would fail: "host not found"), but
     # the replicas' return is a change even at the same addresses: by then
