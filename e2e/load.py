@@ -3,10 +3,14 @@
 
   load.py run --url http://127.0.0.1:PORT/ --out FILE [--clients 8]
               [--max-seconds 120] [--stop-file PATH] [--max-requests N]
+              [--retry-reused]
       GETs the URL from several clients (each one keep-alive connection, one
       request at a time) until the stop file appears, the request budget is
       spent or the time is up. Every answer is written to FILE as one line:
       "<unix time> <client> <status> <number or -> <error or ->".
+      --retry-reused: a GET on a kept-alive connection that the server
+      closed before answering is retried once on a new connection, as real
+      clients do; the error field then says "retried:<why>".
 
   load.py analyze FILE [--from T] [--to T]
       Prints a JSON summary: requests, ok, failed (non-200 or no answer),
@@ -71,8 +75,24 @@ def run(args):
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(host, port, timeout=10)
-                conn.request("GET", path)
-                resp = conn.getresponse()
+                    conn.reused = False
+                try:
+                    conn.request("GET", path)
+                    resp = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                    # --retry-reused: a kept-alive connection the server
+                    # closed before answering (nginx closes idle ones when
+                    # it reloads) is retried once on a new one, as browsers,
+                    # curl and Go do for a GET (RFC 9112, 9.3.1).
+                    if not (args.retry_reused and conn.reused):
+                        raise
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=10)
+                    conn.reused = False
+                    conn.request("GET", path)
+                    resp = conn.getresponse()
+                    error = "retried:" + type(exc).__name__
+                conn.reused = True
                 body = resp.read()
                 status = resp.status
                 m = NUMBER.search(body)
@@ -142,6 +162,7 @@ def analyze(args):
         "min": min(numbers) if numbers else None,
         "max": max(numbers) if numbers else None,
         "seconds": round(rows[-1][0] - rows[0][0], 1) if rows else 0,
+        "retried": sum(1 for r in rows if r[4].startswith("retried:")),
         "statuses": {str(s): sum(1 for r in rows if r[2] == s) for s in sorted({r[2] for r in rows})},
     }
     print(json.dumps(summary))
@@ -228,6 +249,7 @@ def main():
     r.add_argument("--max-requests", type=int, default=None)
     r.add_argument("--stop-file")
     r.add_argument("--pause", type=float, default=0.0)
+    r.add_argument("--retry-reused", action="store_true")
     q = sub.add_parser("request")
     q.add_argument("--url", required=True)
     q.add_argument("--method", default="GET")

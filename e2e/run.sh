@@ -213,10 +213,14 @@ wait_healthy() {
     return 1
 }
 # load_start NAME: bounded load on / through nginx until load_stop NAME (or 90s).
+# nginx-watch reloads nginx when a replica's address comes or goes, and a
+# reloading nginx closes its idle client connections: a GET sent on one at
+# that moment is retried once on a new connection, as browsers, curl and Go's
+# client do (load.py --retry-reused; counted as "retried", not failed).
 load_start() {
     rm -f "$TMP/$1.stop"
     python3 "$E2E_DIR/load.py" run --url "$BASE/" --out "$TMP/$1.load" --clients "$CLIENTS" \
-        --max-seconds 90 --max-requests 200000 --stop-file "$TMP/$1.stop" &
+        --max-seconds 90 --max-requests 200000 --stop-file "$TMP/$1.stop" --retry-reused &
     LOAD_PIDS+=($!)
     LOAD_PID=$!
 }
@@ -425,6 +429,40 @@ wait_ready 120; again=$(since "$t")
 b=$(body /)
 check "ephemeral: down -v/up starts at 1" "$(is [ "$b" = "Hello Linode! This page has been viewed 1 time(s)." ])" \
     "'$b' (first 200 after ${again}s)"
+
+# Re-resolved: nginx-watch re-resolves `app` and reloads nginx when the
+# replicas' addresses change. The replicas are recreated under load (as
+# `docker compose up -d` after editing .env does: all at once, so requests
+# fail until new ones answer), then a fourth replica, at an address nginx
+# never saw, must take traffic without any manual reload.
+say "re-resolve: recreate the app replicas under load, then scale to 4"
+watch_c=$(container_of nginx-watch)
+nginx_c=$(container_of nginx)
+reloads_before=$(docker logs "$watch_c" 2>&1 | grep -c 'nginx reloaded')
+load_start recreate
+sleep 2
+t_recreate=$(now)
+dc up -d --force-recreate --no-deps app >>"$TMP/recreate.log" 2>&1
+for c in $(app_containers); do wait_healthy "$c" 90 || say "WARNING: $(cname "$c") not healthy"; done
+t_healthy=$(now)
+healthy_s=$(since "$t_recreate")
+since_ts=$(date +%s)
+dc up -d --no-deps --scale app=4 app >>"$TMP/recreate.log" 2>&1
+fourth=$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter label=com.docker.compose.service=app \
+    --filter label=com.docker.compose.container-number=4 | head -n1)
+wait_healthy "$fourth" 60 || say "WARNING: the fourth replica is not healthy"
+sleep 5
+load_stop recreate
+fourth_ip=$(front_ip "$fourth")
+per=$(docker logs --since "$since_ts" "$nginx_c" 2>/dev/null | grep -Eo 'upstream=[0-9.]+' | sort | uniq -c | awk '{printf "%s:%s ", $2, $1}' | sed 's/upstream=//g')
+during=$(analyze recreate --from "$t_recreate" --to "$t_healthy")
+after=$(analyze recreate --from "$t_healthy")
+reloads=$(( $(docker logs "$watch_c" 2>&1 | grep -c 'nginx reloaded') - reloads_before ))
+check "re-resolved: no failure once healthy" "$(is all '[ "$(field "$after" failed)" = 0 ]' '[ "$(field "$after" ok)" -gt 0 ]')" \
+    "after healthy (and through the scale to 4): $(field "$after" failed) failed of $(field "$after" requests); while recreating (${healthy_s}s until all healthy): $(field "$during" failed) failed of $(field "$during" requests) $(field "$during" statuses); retried on a new connection: $(field "$(analyze recreate)" retried); nginx reloads by nginx-watch: $reloads"
+check "re-resolved: a new replica takes traffic" "$(is all '[ -n "$fourth_ip" ]' 'grep -q "$fourth_ip:" <<<"$per"')" \
+    "fourth replica at ${fourth_ip:-none}; requests per replica since the scale: $per"
+dc up -d --no-deps --scale app=3 app >>"$TMP/recreate.log" 2>&1
 
 # ------------------------------------------------------------ the edge ---
 # nginx with the deployment's own limits (.env), clients with addresses of

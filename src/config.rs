@@ -261,6 +261,111 @@ impl HealthcheckArgs {
     }
 }
 
+/// Secrets that may be given in a file instead: `<NAME>_FILE` names the file
+/// (Docker and Kubernetes secrets are files, e.g. /run/secrets/admin_token).
+pub const FILE_SETTINGS: [&str; 3] = ["DATABASE_URL", "REDIS_URL", "ADMIN_TOKEN"];
+
+/// A `*_FILE` setting that cannot be used. Names the variables and the file,
+/// never the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("{var}={path}: cannot read the file: {source}")]
+    Unreadable {
+        var: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{var}={path}: the file is empty")]
+    Empty { var: String, path: String },
+    #[error("{name} and {name}_FILE are both set: set only one")]
+    Both { name: &'static str },
+    #[error(
+        "POSTGRES_PASSWORD_FILE needs DATABASE_URL without a password, with the user, \
+         e.g. postgres://hitcounter@postgres:5432/hitcounter: {problem}"
+    )]
+    Url { problem: &'static str },
+}
+
+/// Resolves the `*_FILE` settings into the variables clap reads: each
+/// `<NAME>_FILE` of [`FILE_SETTINGS`] becomes `<NAME>` with the file's
+/// content, and `POSTGRES_PASSWORD_FILE` (the variable the postgres image
+/// reads, so one secret serves both) puts its password into `DATABASE_URL`.
+/// Trailing newlines are dropped, as the postgres image does (`echo` and
+/// `openssl rand` write one). Returns the variables to set; `env` looks one
+/// up (empty counts as unset).
+pub fn secret_file_settings(
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(&'static str, String)>, SecretFileError> {
+    let env = |name: &str| env(name).filter(|value| !value.is_empty());
+    let read = |var: String, path: String| match std::fs::read_to_string(&path) {
+        Err(source) => Err(SecretFileError::Unreadable { var, path, source }),
+        Ok(text) => match text.trim_end_matches(['\n', '\r']) {
+            "" => Err(SecretFileError::Empty { var, path }),
+            secret => Ok(secret.to_owned()),
+        },
+    };
+    let mut settings = Vec::new();
+    for name in FILE_SETTINGS {
+        let var = format!("{name}_FILE");
+        if let Some(path) = env(&var) {
+            if env(name).is_some() {
+                return Err(SecretFileError::Both { name });
+            }
+            settings.push((name, read(var, path)?));
+        }
+    }
+    if let Some(path) = env("POSTGRES_PASSWORD_FILE") {
+        let password = read("POSTGRES_PASSWORD_FILE".to_owned(), path)?;
+        let url = match settings
+            .iter()
+            .position(|(name, _)| *name == "DATABASE_URL")
+        {
+            Some(at) => settings.remove(at).1,
+            None => env("DATABASE_URL").ok_or(SecretFileError::Url {
+                problem: "DATABASE_URL is not set",
+            })?,
+        };
+        let url =
+            with_password(&url, &password).map_err(|problem| SecretFileError::Url { problem })?;
+        settings.push(("DATABASE_URL", url));
+    }
+    Ok(settings)
+}
+
+/// Sets the variables [`secret_file_settings`] resolves. Call it first in
+/// `main`, while the process has one thread (setting the environment is
+/// unsound once other threads may read it).
+pub fn resolve_secret_files() -> Result<(), SecretFileError> {
+    for (name, value) in secret_file_settings(|name| std::env::var(name).ok())? {
+        // SAFETY: called before any other thread exists (see above).
+        unsafe { std::env::set_var(name, value) };
+    }
+    Ok(())
+}
+
+/// `scheme://user@host/...` with the password inserted, percent-encoded
+/// (any character may be in a secret; the URL keeps only unreserved ones).
+fn with_password(url: &str, password: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = url.split_once("://").ok_or("DATABASE_URL is not a URL")?;
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let (user, host) = authority
+        .rsplit_once('@')
+        .ok_or("DATABASE_URL names no user")?;
+    if user.contains(':') {
+        return Err("DATABASE_URL already has a password");
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}{path}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +425,86 @@ mod tests {
         for secret in ["db-password", "redis-password", "admin-token-0123456789"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
+    }
+
+    #[test]
+    fn secret_files_become_the_settings_they_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, content: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let token = file("admin_token", "0123456789abcdef-token\n");
+        let password = file("pg", "p@ss word/:?\n");
+        let empty = file("empty", "\n");
+        let vars = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            }
+        };
+
+        let settings = secret_file_settings(vars(&[
+            ("ADMIN_TOKEN_FILE", &token),
+            ("ADMIN_TOKEN", ""),
+            (
+                "DATABASE_URL",
+                "postgres://hitcounter@postgres:5432/hitcounter?sslmode=disable",
+            ),
+            ("POSTGRES_PASSWORD_FILE", &password),
+        ]))
+        .unwrap();
+        assert_eq!(
+            settings,
+            [
+                ("ADMIN_TOKEN", "0123456789abcdef-token".to_owned()),
+                (
+                    "DATABASE_URL",
+                    "postgres://hitcounter:p%40ss%20word%2F%3A%3F@postgres:5432/hitcounter?sslmode=disable"
+                        .to_owned()
+                ),
+            ]
+        );
+        assert!(secret_file_settings(vars(&[])).unwrap().is_empty());
+
+        // Each error names the variable and the file, never the secret.
+        let error =
+            |pairs: &[(&str, &str)]| secret_file_settings(vars(pairs)).unwrap_err().to_string();
+        let missing = format!("{}/nope", dir.path().display());
+        let message = error(&[("REDIS_URL_FILE", &missing)]);
+        assert!(
+            message.starts_with(&format!("REDIS_URL_FILE={missing}: cannot read the file")),
+            "{message}"
+        );
+        assert_eq!(
+            error(&[("ADMIN_TOKEN_FILE", &empty)]),
+            format!("ADMIN_TOKEN_FILE={empty}: the file is empty")
+        );
+        assert!(error(&[("ADMIN_TOKEN_FILE", &token), ("ADMIN_TOKEN", "x")]).contains("both set"));
+        for url in [
+            "postgres://hitcounter:old@postgres/db",
+            "postgres://postgres/db",
+            "postgres:db",
+        ] {
+            let message = error(&[("DATABASE_URL", url), ("POSTGRES_PASSWORD_FILE", &password)]);
+            assert!(
+                message.starts_with("POSTGRES_PASSWORD_FILE needs DATABASE_URL"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("p@ss") && !message.contains("old"),
+                "{message}"
+            );
+        }
+        assert!(
+            error(&[("POSTGRES_PASSWORD_FILE", &password)]).contains("DATABASE_URL is not set")
+        );
     }
 }

@@ -6,6 +6,11 @@ use hitcounter::{healthcheck, server, telemetry};
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    // Before clap reads the environment, while this is the only thread.
+    if let Err(error) = hitcounter::config::resolve_secret_files() {
+        eprintln!("hitcounter: {error}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
