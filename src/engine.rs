@@ -24,13 +24,20 @@ use crate::cache::Cache;
 use crate::counter::{
     Committed, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{NamespaceSummary, Store, StoreError};
 use crate::writer::{
     Hit, HitError, HitRequest, Quota, Writer, WriterParts, WriterReport, WriterStatus,
 };
 
 /// How long a `/stats` answer is reused.
 const STATS_TTL: Duration = Duration::from_secs(2);
+
+/// The dashboard: how long its figures are reused, and its bounds (the
+/// busiest namespaces, their busiest counters, the days of each sparkline).
+const DASHBOARD_TTL: Duration = Duration::from_secs(5);
+pub const DASHBOARD_NAMESPACES: u32 = 20;
+pub const DASHBOARD_COUNTERS: u32 = 10;
+pub const DASHBOARD_DAYS: u32 = 30;
 
 /// How often each process recounts the counters for the quota.
 const QUOTA_REFRESH: Duration = Duration::from_secs(5);
@@ -76,6 +83,8 @@ pub struct Engine {
     stall_after: Duration,
     /// The last `/stats` figures and when they were read.
     totals: tokio::sync::Mutex<Option<(std::time::Instant, Totals)>>,
+    /// The last dashboard figures and when they were read.
+    busiest: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<NamespaceSummary>>)>>,
     quota_task: JoinHandle<()>,
 }
 
@@ -120,6 +129,7 @@ impl Engine {
             quota,
             stall_after: (retry_interval * 3).max(Duration::from_secs(2)),
             totals: tokio::sync::Mutex::new(None),
+            busiest: tokio::sync::Mutex::new(None),
             quota_task,
         }
     }
@@ -252,6 +262,27 @@ impl Engine {
         let totals = self.read(self.store.totals()).await?;
         *cached = Some((std::time::Instant::now(), totals));
         Ok(totals)
+    }
+
+    /// The dashboard's figures ([`Store::busiest`] with the `DASHBOARD_*`
+    /// bounds), read at most once per `DASHBOARD_TTL` (concurrent callers
+    /// wait for one read): its statement reads every counter row.
+    pub async fn busiest(&self) -> Result<Arc<Vec<NamespaceSummary>>, StoreError> {
+        let mut cached = self.busiest.lock().await;
+        if let Some((read_at, summary)) = cached.as_ref()
+            && read_at.elapsed() < DASHBOARD_TTL
+        {
+            return Ok(summary.clone());
+        }
+        let summary = Arc::new(
+            self.read(
+                self.store
+                    .busiest(DASHBOARD_NAMESPACES, DASHBOARD_COUNTERS, DASHBOARD_DAYS),
+            )
+            .await?,
+        );
+        *cached = Some((std::time::Instant::now(), summary.clone()));
+        Ok(summary)
     }
 
     /// A write outside the writer: feeds the store breaker like the writer's
