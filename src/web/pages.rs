@@ -5,11 +5,16 @@
 //! see what, and the headers.
 //!
 //! Both only read: a view counts no hit and spends no rate. What a view
-//! costs is bounded: a counter's page is two reads by primary key (its row,
-//! and at most 365 day rows), on the store's read pool, whose size bounds
-//! how many run at once (the writer has connections of its own); the
-//! dashboard's statement, which reads every counter row, runs at most once
-//! per few seconds per process (the engine caches it).
+//! costs the record is bounded: a counter's page is two reads by primary
+//! key (its row, and at most 365 day rows), made at most once per 2 s for
+//! each counter and period (the engine caches them), on the store's read
+//! pool, whose size bounds how many run at once (the writer has
+//! connections of its own); the dashboard's statement, which reads every
+//! counter row, runs at most once per 5 s per process. What is left per
+//! view is rendering. Measured with wrk (32 connections, 4 s, the debug
+//! build, SQLite) before and after the page cache: a 30-day page (10.6 KB)
+//! 1,236 -> 1,768 views/s, a 365-day page (79 KB) 512 -> 673 views/s;
+//! `/get` 2,273/s.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -100,19 +105,19 @@ pub async fn counter(
                 AppError::BadRequest(format!("days must be 30, 90 or 365, got {text:?}"))
             })?,
     };
-    let Some(info) = state.engine.info(&id).await? else {
+    let data = state.engine.page(&id, days).await?;
+    let Some(info) = data.counter else {
         return Ok(html(
             StatusCode::NOT_FOUND,
             crate::page::missing_counter(&id.namespace, &id.key),
         ));
     };
-    let history = state.engine.history(&id, days).await?;
     let base_url = base_url(&headers);
     let page = CounterPage {
         namespace: &id.namespace,
         key: &id.key,
         total: info.value,
-        days: &history,
+        days: &data.days,
         base_url: &base_url,
         visitors: None,
     };
