@@ -24,13 +24,26 @@ use crate::cache::Cache;
 use crate::counter::{
     Committed, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{NamespaceSummary, Store, StoreError};
 use crate::writer::{
     Hit, HitError, HitRequest, Quota, Writer, WriterParts, WriterReport, WriterStatus,
 };
 
 /// How long a `/stats` answer is reused.
 const STATS_TTL: Duration = Duration::from_secs(2);
+
+/// A counter's page: how long its figures are reused, and for how many
+/// pages (counter and period) at most: 256 pages of 365 days are about
+/// 6 MB.
+const PAGE_TTL: Duration = Duration::from_secs(2);
+const PAGE_CACHE_ENTRIES: usize = 256;
+
+/// The dashboard: how long its figures are reused, and its bounds (the
+/// busiest namespaces, their busiest counters, the days of each sparkline).
+const DASHBOARD_TTL: Duration = Duration::from_secs(5);
+pub const DASHBOARD_NAMESPACES: u32 = 20;
+pub const DASHBOARD_COUNTERS: u32 = 10;
+pub const DASHBOARD_DAYS: u32 = 30;
 
 /// How often each process recounts the counters for the quota.
 const QUOTA_REFRESH: Duration = Duration::from_secs(5);
@@ -61,6 +74,18 @@ pub struct Readiness {
     pub reason: Option<String>,
 }
 
+/// What a counter's page shows, as [`Engine::page`] reads it: cheap to
+/// clone out of the cache.
+#[derive(Debug, Clone, Default)]
+pub struct PageData {
+    /// None: no such counter.
+    pub counter: Option<Arc<CounterInfo>>,
+    /// Oldest first, today last.
+    pub days: Arc<Vec<DayCount>>,
+}
+
+type PageCache = std::collections::HashMap<(CounterId, u32), (std::time::Instant, PageData)>;
+
 pub struct Engine {
     hits_tx: mpsc::Sender<HitRequest>,
     stop_tx: watch::Sender<Option<Instant>>,
@@ -76,6 +101,10 @@ pub struct Engine {
     stall_after: Duration,
     /// The last `/stats` figures and when they were read.
     totals: tokio::sync::Mutex<Option<(std::time::Instant, Totals)>>,
+    /// The last figures of each counter page and when they were read.
+    pages: tokio::sync::Mutex<PageCache>,
+    /// The last dashboard figures and when they were read.
+    busiest: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<NamespaceSummary>>)>>,
     quota_task: JoinHandle<()>,
 }
 
@@ -120,6 +149,8 @@ impl Engine {
             quota,
             stall_after: (retry_interval * 3).max(Duration::from_secs(2)),
             totals: tokio::sync::Mutex::new(None),
+            busiest: tokio::sync::Mutex::new(None),
+            pages: tokio::sync::Mutex::new(PageCache::new()),
             quota_task,
         }
     }
@@ -252,6 +283,59 @@ impl Engine {
         let totals = self.read(self.store.totals()).await?;
         *cached = Some((std::time::Instant::now(), totals));
         Ok(totals)
+    }
+
+    /// What a counter's page shows: the counter (None: it does not exist)
+    /// and its last `days` UTC days, read at most once per `PAGE_TTL` for
+    /// each counter and period, so that a flood of views of one page costs
+    /// the record two reads per `PAGE_TTL`. At most `PAGE_CACHE_ENTRIES`
+    /// are kept; when full, the expired ones are dropped, and if none has
+    /// expired, all of them.
+    pub async fn page(&self, id: &CounterId, days: u32) -> Result<PageData, StoreError> {
+        let now = std::time::Instant::now();
+        let cache_key = (id.clone(), days);
+        if let Some((read_at, data)) = self.pages.lock().await.get(&cache_key)
+            && now.duration_since(*read_at) < PAGE_TTL
+        {
+            return Ok(data.clone());
+        }
+        let data = match self.info(id).await? {
+            None => PageData::default(),
+            Some(info) => PageData {
+                counter: Some(Arc::new(info)),
+                days: Arc::new(self.history(id, days).await?),
+            },
+        };
+        let mut pages = self.pages.lock().await;
+        if pages.len() >= PAGE_CACHE_ENTRIES {
+            pages.retain(|_, (read_at, _)| now.duration_since(*read_at) < PAGE_TTL);
+            if pages.len() >= PAGE_CACHE_ENTRIES {
+                pages.clear();
+            }
+        }
+        pages.insert(cache_key, (now, data.clone()));
+        Ok(data)
+    }
+
+    /// The dashboard's figures ([`Store::busiest`] with the `DASHBOARD_*`
+    /// bounds), read at most once per `DASHBOARD_TTL` (concurrent callers
+    /// wait for one read): its statement reads every counter row.
+    pub async fn busiest(&self) -> Result<Arc<Vec<NamespaceSummary>>, StoreError> {
+        let mut cached = self.busiest.lock().await;
+        if let Some((read_at, summary)) = cached.as_ref()
+            && read_at.elapsed() < DASHBOARD_TTL
+        {
+            return Ok(summary.clone());
+        }
+        let summary = Arc::new(
+            self.read(
+                self.store
+                    .busiest(DASHBOARD_NAMESPACES, DASHBOARD_COUNTERS, DASHBOARD_DAYS),
+            )
+            .await?,
+        );
+        *cached = Some((std::time::Instant::now(), summary.clone()));
+        Ok(summary)
     }
 
     /// A write outside the writer: feeds the store breaker like the writer's

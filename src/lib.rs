@@ -16,6 +16,7 @@
 //! - [`client`]: who a client is (`TRUSTED_PROXIES`) and whether it is local.
 //! - [`limit`]: per-client rate limits and the wrong-token throttle.
 //! - [`badge`]: SVG badges and the shields.io endpoint JSON (pure rendering).
+//! - [`page`]: the HTML pages, a counter's and the dashboard (pure rendering).
 //! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
 //! - [`writer`]: the group-commit task and the counting contract's states.
 //! - [`counter`]: what a counter is and its rules, with no I/O: names, the
@@ -41,6 +42,7 @@ pub mod engine;
 pub mod healthcheck;
 pub mod limit;
 pub mod metrics;
+pub mod page;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -213,6 +213,55 @@ impl FakeStore {
         })
     }
 
+    /// Namespaces by the sum of their values, each with its largest
+    /// counters; no days (the fake keeps no history).
+    pub async fn busiest(
+        &self,
+        namespaces: u32,
+        counters: u32,
+        _days: u32,
+    ) -> Result<Vec<super::BusyRow>, StoreError> {
+        self.check_up()?;
+        let state = self.lock();
+        let mut by_ns: BTreeMap<&str, Vec<(&str, i64)>> = BTreeMap::new();
+        for (id, value) in &state.values {
+            by_ns
+                .entry(&id.namespace)
+                .or_default()
+                .push((&id.key, *value));
+        }
+        // A namespace, its total and its counters, largest first.
+        type Ranked<'a> = (&'a str, i64, Vec<(&'a str, i64)>);
+        let mut ranked: Vec<Ranked> = by_ns
+            .into_iter()
+            .map(|(ns, mut keys)| {
+                keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                (ns, keys.iter().map(|(_, v)| v).sum(), keys)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        Ok(ranked
+            .into_iter()
+            .take(namespaces as usize)
+            .flat_map(|(ns, total, keys)| {
+                let count = keys.len() as i64;
+                keys.into_iter()
+                    .take(counters as usize)
+                    .map(move |(key, value)| {
+                        (
+                            ns.to_string(),
+                            count,
+                            total,
+                            key.to_string(),
+                            value,
+                            None,
+                            None,
+                        )
+                    })
+            })
+            .collect())
+    }
+
     pub async fn count_counters(&self) -> Result<i64, StoreError> {
         self.check_up()?;
         Ok(self.lock().values.len() as i64)

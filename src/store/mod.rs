@@ -405,11 +405,94 @@ impl Store {
         dispatch!(self, s => s.count_counters().await)
     }
 
+    /// The dashboard's figures: the `namespaces` namespaces with the largest
+    /// sum of values (ties by name), each with its `counters` largest
+    /// counters and their last `days` UTC days. One statement, bounded in
+    /// what it returns (at most `namespaces * counters * days` rows); it
+    /// reads every counter's row to rank namespaces, so callers cache it
+    /// (the engine does).
+    pub async fn busiest(
+        &self,
+        namespaces: u32,
+        counters: u32,
+        days: u32,
+    ) -> Result<Vec<NamespaceSummary>, StoreError> {
+        let rows = dispatch!(self, s => s.busiest(namespaces, counters, days).await)?;
+        Ok(summarize(rows, days, today_utc()))
+    }
+
     /// Forgets the progress rows of writers not heard from in 30 days
     /// (processes long gone), so the table stays one row per live process.
     pub async fn prune_writers(&self) -> Result<u64, StoreError> {
         dispatch!(self, s => s.prune_writers().await)
     }
+}
+
+/// A namespace on the dashboard: the sum of its values (saturating at
+/// ±`MAX_MAGNITUDE`), how many counters it has, and its busiest counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceSummary {
+    pub namespace: String,
+    pub total: i64,
+    pub counters: i64,
+    /// Largest value first (ties by key).
+    pub top: Vec<CounterSummary>,
+}
+
+/// One of a namespace's busiest counters, with its last days (oldest first,
+/// zero for days without increments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSummary {
+    pub key: String,
+    pub value: i64,
+    pub days: Vec<DayCount>,
+}
+
+/// What both backends' `busiest` select: namespace, its counter count and
+/// total, a counter's key and value, and one of its recorded days (none
+/// when it has no increments in the period), ordered by namespace rank
+/// then counter rank.
+type BusyRow = (String, i64, i64, String, i64, Option<String>, Option<i64>);
+
+fn summarize(rows: Vec<BusyRow>, days: u32, today: i64) -> Vec<NamespaceSummary> {
+    let mut out: Vec<NamespaceSummary> = Vec::new();
+    let mut recorded: Vec<DayCount> = Vec::new();
+    let flush = |out: &mut Vec<NamespaceSummary>, recorded: &mut Vec<DayCount>| {
+        if let Some(counter) = out.last_mut().and_then(|ns| ns.top.last_mut()) {
+            counter.days = fill_days(std::mem::take(recorded), days, today);
+        }
+    };
+    for (namespace, counters, total, key, value, day, hits) in rows {
+        let same_ns = out.last().is_some_and(|ns| ns.namespace == namespace);
+        let same_counter = same_ns
+            && out
+                .last()
+                .and_then(|ns| ns.top.last())
+                .is_some_and(|c| c.key == key);
+        if !same_counter {
+            flush(&mut out, &mut recorded);
+            if !same_ns {
+                out.push(NamespaceSummary {
+                    namespace,
+                    total,
+                    counters,
+                    top: Vec::new(),
+                });
+            }
+            if let Some(ns) = out.last_mut() {
+                ns.top.push(CounterSummary {
+                    key,
+                    value,
+                    days: Vec::new(),
+                });
+            }
+        }
+        if let (Some(day), Some(hits)) = (day, hits) {
+            recorded.push(DayCount { day, hits });
+        }
+    }
+    flush(&mut out, &mut recorded);
+    out
 }
 
 /// Refuses a `DATABASE_URL` that is not a PostgreSQL URL, saying what was
@@ -521,6 +604,51 @@ mod tests {
         assert_eq!(format_day(19_723), "2024-01-01");
         assert_eq!(format_day(20_419), "2025-11-27");
         assert_eq!(format_day(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn busiest_rows_become_namespaces_with_their_counters_and_filled_days() {
+        let row = |ns: &str, key: &str, value: i64, day: Option<&str>, hits: Option<i64>| {
+            (
+                ns.to_string(),
+                2,
+                9,
+                key.to_string(),
+                value,
+                day.map(String::from),
+                hits,
+            )
+        };
+        let rows = vec![
+            row("big", "a", 6, Some("2024-01-01"), Some(2)),
+            row("big", "a", 6, Some("2024-01-02"), Some(4)),
+            row("big", "b", 3, None, None),
+            row("small", "c", 1, Some("2024-01-02"), Some(1)),
+        ];
+        let summary = summarize(rows, 2, 19_724);
+        // Each namespace with its counters' keys and daily hits.
+        type Shape<'a> = (&'a str, Vec<(&'a str, Vec<i64>)>);
+        let shape: Vec<Shape> = summary
+            .iter()
+            .map(|ns| {
+                let top = ns
+                    .top
+                    .iter()
+                    .map(|c| (c.key.as_str(), c.days.iter().map(|d| d.hits).collect()))
+                    .collect();
+                (ns.namespace.as_str(), top)
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("big", vec![("a", vec![2, 4]), ("b", vec![0, 0])]),
+                ("small", vec![("c", vec![0, 1])]),
+            ]
+        );
+        assert_eq!((summary[0].total, summary[0].counters), (9, 2));
+        assert_eq!(summary[1].top[0].days[1].day, "2024-01-02");
+        assert!(summarize(Vec::new(), 30, 19_724).is_empty());
     }
 
     #[test]

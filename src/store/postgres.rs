@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{InfoRow, StoreError, bounded, info_from_row};
+use super::{BusyRow, InfoRow, StoreError, bounded, info_from_row};
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
     SetOutcome, Totals,
@@ -440,6 +440,49 @@ impl PgStore {
             counters,
             hits_today,
         })
+    }
+
+    /// See [`super::Store::busiest`]. The namespace ranking reads every
+    /// counter row once; each namespace's top counters come from its own
+    /// rows (the primary key's prefix), their days from the primary key of
+    /// `counter_days`.
+    pub async fn busiest(
+        &self,
+        namespaces: u32,
+        counters: u32,
+        days: u32,
+    ) -> Result<Vec<BusyRow>, StoreError> {
+        bounded(
+            self.timeout,
+            sqlx::query_as(
+                "WITH ns AS (
+                     SELECT namespace, count(*) AS counters,
+                            LEAST(GREATEST(sum(value), -$4), $4)::bigint AS total
+                     FROM counters GROUP BY namespace
+                     ORDER BY total DESC, namespace LIMIT $1
+                 ),
+                 top AS (
+                     SELECT ns.namespace, ns.counters, ns.total, c.key, c.value
+                     FROM ns CROSS JOIN LATERAL (
+                         SELECT key, value FROM counters
+                         WHERE counters.namespace = ns.namespace
+                         ORDER BY value DESC, key LIMIT $2
+                     ) c
+                 )
+                 SELECT t.namespace, t.counters, t.total, t.key, t.value,
+                        to_char(d.day, 'YYYY-MM-DD'), d.hits
+                 FROM top t LEFT JOIN counter_days d
+                     ON d.namespace = t.namespace AND d.key = t.key
+                    AND d.day > (now() AT TIME ZONE 'UTC')::date - $3::int
+                 ORDER BY t.total DESC, t.namespace, t.value DESC, t.key, d.day",
+            )
+            .bind(namespaces as i64)
+            .bind(counters as i64)
+            .bind(days as i32)
+            .bind(MAX_MAGNITUDE)
+            .fetch_all(&self.pool),
+        )
+        .await
     }
 
     pub async fn count_counters(&self) -> Result<i64, StoreError> {

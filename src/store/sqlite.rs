@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{InfoRow, StoreError, bounded, info_from_row};
+use super::{BusyRow, InfoRow, StoreError, bounded, info_from_row};
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
     SetOutcome, Totals, in_range,
@@ -323,6 +323,47 @@ impl SqliteStore {
             counters,
             hits_today,
         })
+    }
+
+    /// See [`super::Store::busiest`]: as PostgreSQL's, with a window
+    /// function for each namespace's top counters.
+    pub async fn busiest(
+        &self,
+        namespaces: u32,
+        counters: u32,
+        days: u32,
+    ) -> Result<Vec<BusyRow>, StoreError> {
+        bounded(
+            self.timeout,
+            sqlx::query_as(
+                "WITH ns AS (
+                     SELECT namespace, count(*) AS counters,
+                            CAST(max(-?4, min(?4, total(value))) AS INTEGER) AS total
+                     FROM counters GROUP BY namespace
+                     ORDER BY total DESC, namespace LIMIT ?1
+                 ),
+                 ranked AS (
+                     SELECT c.namespace, c.key, c.value,
+                            row_number() OVER (PARTITION BY c.namespace ORDER BY c.value DESC, c.key) AS rank
+                     FROM counters c JOIN ns USING (namespace)
+                 ),
+                 top AS (
+                     SELECT ns.namespace, ns.counters, ns.total, r.key, r.value
+                     FROM ns JOIN ranked r USING (namespace) WHERE r.rank <= ?2
+                 )
+                 SELECT t.namespace, t.counters, t.total, t.key, t.value, d.day, d.hits
+                 FROM top t LEFT JOIN counter_days d
+                     ON d.namespace = t.namespace AND d.key = t.key
+                    AND d.day > date('now', '-' || ?3 || ' days')
+                 ORDER BY t.total DESC, t.namespace, t.value DESC, t.key, d.day",
+            )
+            .bind(i64::from(namespaces))
+            .bind(i64::from(counters))
+            .bind(i64::from(days))
+            .bind(MAX_MAGNITUDE)
+            .fetch_all(&self.pool),
+        )
+        .await
     }
 
     pub async fn count_counters(&self) -> Result<i64, StoreError> {

@@ -8,7 +8,7 @@
 //! [`openapi`] (the document) -> the handler files by audience: [`seed`]
 //! (the guide's `/` and `/resetcounter`), [`ops`] (health, readiness,
 //! metrics, the description), [`counters`] and [`admin`] (the CountAPI
-//! counter API), [`badges`] -> what handlers share: [`error`] (the one
+//! counter API), [`badges`], [`pages`] (the HTML pages) -> what handlers share: [`error`] (the one
 //! error type), [`state`], [`extract`] (path and query), [`auth`] (tokens
 //! and keys), [`bodies`] (JSON answers), [`compat`] (what makes the API a
 //! CountAPI drop-in) -> the engine. Never back: a handler file imports no
@@ -41,6 +41,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 pub mod seed;
 pub mod state;
 
@@ -135,6 +136,10 @@ pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
     let badge = counting(get(badges::badge));
     routes.push(("/badge/{file}".into(), badge.clone()));
     routes.push(("/badge/{namespace}/{file}".into(), badge));
+    // HTML pages: reads, outside the rate limit; a view counts nothing.
+    routes.push(("/counter/{key}".into(), get(pages::counter)));
+    routes.push(("/counter/{namespace}/{key}".into(), get(pages::counter)));
+    routes.push(("/dashboard".into(), get(pages::dashboard)));
     routes
 }
 

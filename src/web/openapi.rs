@@ -5,7 +5,7 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{admin, badges, counters, ops, seed};
+use super::{admin, badges, counters, ops, pages, seed};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,13 +17,14 @@ use super::{admin, badges, counters, ops, seed};
         seed::index, seed::reset_counter, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
         counters::hit, counters::get, admin::set, counters::update, admin::reset,
         admin::delete, admin::create, counters::info, counters::history, counters::stats,
-        badges::badge,
+        badges::badge, pages::counter, pages::dashboard,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "seed", description = "The Linode guide's page and reset"),
         (name = "counters", description = "The CountAPI-compatible counter API"),
         (name = "badges", description = "SVG badges and shields.io endpoint JSON"),
+        (name = "pages", description = "HTML pages: a counter's page and the dashboard"),
         (name = "operations", description = "Health, readiness, metrics, this description"),
     )
 )]

@@ -24,6 +24,7 @@ const WEB_HANDLERS: &[&str] = &[
     "web::counters",
     "web::admin",
     "web::badges",
+    "web::pages",
 ];
 const WEB_SHARED: &[&str] = &[
     "web::error",
