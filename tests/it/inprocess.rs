@@ -106,6 +106,8 @@ fn path() -> impl Strategy<Value = String> {
             "resetcounter",
             "readyz",
             "badge",
+            "counter",
+            "dashboard",
         ])
         .prop_map(String::from),
         "[a-z]{1,8}",
