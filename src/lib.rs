@@ -29,6 +29,7 @@
 //! - [`server`]: start-up, serving, each connection's timeouts and bound,
 //!   and the graceful stop.
 //! - [`healthcheck`]: the `healthcheck` subcommand.
+//! - [`transfer`]: the `export` and `import` subcommands (over store and cache).
 
 pub mod alarm;
 pub mod badge;
@@ -44,5 +45,6 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
 pub mod web;
 pub mod writer;
