@@ -11,6 +11,7 @@ mod api;
 mod contract;
 mod countapi;
 mod countapi_clients;
+mod export;
 mod failover;
 mod inprocess;
 mod internet;
