@@ -515,8 +515,7 @@ impl PgStore {
                 self.timeout,
                 sqlx::query_as(
                     "SELECT namespace, key, to_char(day, 'YYYY-MM-DD'), hits FROM counter_days
-                     WHERE (namespace, key) >= ($1, $2) AND (namespace, key) <= ($3, $4)
-                     ORDER BY namespace, key, day",
+                     WHERE (namespace, key) >= ($1, $2) AND (namespace, key) <= ($3, $4)",
                 )
                 .bind(&first.0)
                 .bind(&first.1)
