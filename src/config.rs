@@ -46,6 +46,14 @@ pub enum Command {
     /// Probe a running service's /healthz; exit 0 when it answers 200, else 1.
     /// Meant for container health checks in images without a shell or curl.
     Healthcheck(HealthcheckArgs),
+    /// Write every counter (value, options, admin-key hash, creation time,
+    /// daily history) as JSON lines, from one snapshot of the record.
+    /// Moving to PostgreSQL: `hitcounter export | DATABASE_URL=... hitcounter import -`.
+    Export(ExportArgs),
+    /// Read counters from an export, or from a CSV `namespace,key,value`
+    /// (counts from CountAPI, Abacus, ...), into the record. Idempotent:
+    /// values are set, not added. A bad line stops it with its number.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -365,6 +373,61 @@ fn with_password(url: &str, password: &str) -> Result<String, &'static str> {
         .collect();
     Ok(format!("{scheme}://{user}:{encoded}@{host}{path}"))
 }
+
+// --- Export and import (`crate::transfer`). ---
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// File to write (replaced if it exists); default: standard output.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
+
+    /// The record to read: the same settings `serve` reads. Each statement
+    /// may take at least 30 s here, whatever STORE_TIMEOUT says.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The file to read; `-` reads standard input.
+    pub file: std::path::PathBuf,
+
+    /// What FILE holds: `auto` reads JSON lines when its first character
+    /// is `{`, else CSV (namespace,key,value, with or without that header).
+    #[arg(long, value_enum, default_value_t = crate::transfer::InputFormat::Auto)]
+    pub format: crate::transfer::InputFormat,
+
+    /// A counter the record already holds: `overwrite` sets its value (and,
+    /// from an export, its options and days) from the file and starts a new
+    /// epoch, as /set does; `skip` leaves it as it is.
+    #[arg(long, value_enum, default_value_t = crate::transfer::Conflict::Overwrite)]
+    pub on_conflict: crate::transfer::Conflict,
+
+    /// Counters written per transaction. A bad line stops the import: the
+    /// batches before it are written, its own is not.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+
+    /// Read and check every line; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The record to write: the same settings `serve` reads. Each statement
+    /// may take at least 30 s here, whatever STORE_TIMEOUT says.
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The running service's Redis, if it has one: each imported counter is
+    /// raised there too. Without it, each counter's next hit corrects its
+    /// cache entry (the import starts a new epoch).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretString>,
+
+    /// The service's REDIS_KEY_PREFIX.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "hitcounter")]
+    pub redis_key_prefix: String,
+}
+// --- End of export and import. ---
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,7 @@
 //! - [`server`]: start-up, serving, each connection's timeouts and bound,
 //!   and the graceful stop.
 //! - [`healthcheck`]: the `healthcheck` subcommand.
+//! - [`transfer`]: the `export` and `import` subcommands (over store and cache).
 
 pub mod alarm;
 pub mod badge;
@@ -46,5 +47,6 @@ pub mod page;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
 pub mod web;
 pub mod writer;

@@ -272,3 +272,52 @@ impl FakeStore {
         Ok(0)
     }
 }
+
+// --- Export and import (`hitcounter export` / `import`): values only. ---
+impl FakeStore {
+    pub async fn export_each(
+        &self,
+        _page: u32,
+        mut each: impl FnMut(super::CounterRecord) -> std::ops::ControlFlow<()> + Send,
+    ) -> Result<u64, StoreError> {
+        self.check_up()?;
+        let values = self.lock().values.clone();
+        let mut exported = 0;
+        for (id, value) in values {
+            exported += 1;
+            let record = super::CounterRecord {
+                id,
+                value,
+                details: None,
+                history: Vec::new(),
+            };
+            if each(record).is_break() {
+                break;
+            }
+        }
+        Ok(exported)
+    }
+
+    pub async fn import_batch(
+        &self,
+        records: &[super::CounterRecord],
+        on_conflict: super::OnConflict,
+    ) -> Result<Vec<Committed>, StoreError> {
+        self.check_up()?;
+        let mut state = self.lock();
+        let mut written = Vec::new();
+        for record in records {
+            if on_conflict == super::OnConflict::Skip && state.values.contains_key(&record.id) {
+                continue;
+            }
+            state.values.insert(record.id.clone(), record.value);
+            written.push(Committed {
+                id: record.id.clone(),
+                value: record.value,
+                epoch: 1,
+            });
+        }
+        Ok(written)
+    }
+}
+// --- End of export and import. ---

@@ -507,6 +507,210 @@ impl PgStore {
     }
 }
 
+// --- Export and import (`hitcounter export` / `import`, see `transfer`). ---
+impl PgStore {
+    /// One read-only repeatable-read transaction: every page is read from
+    /// the snapshot its first statement took, on one connection.
+    pub async fn export_each(
+        &self,
+        page: u32,
+        mut each: impl FnMut(super::CounterRecord) -> std::ops::ControlFlow<()> + Send,
+    ) -> Result<u64, StoreError> {
+        const COLUMNS: &str = "namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash,
+            (extract(epoch FROM created_at) * 1000)::bigint";
+        let mut tx = bounded(
+            self.timeout,
+            self.pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        )
+        .await?;
+        let mut after: Option<(String, String)> = None;
+        let mut exported = 0;
+        loop {
+            let rows: Vec<super::ExportRow> = bounded(self.timeout, async {
+                match &after {
+                    None => {
+                        sqlx::query_as(&format!(
+                            "SELECT {COLUMNS} FROM counters ORDER BY namespace, key LIMIT $1"
+                        ))
+                        .bind(i64::from(page))
+                        .fetch_all(&mut *tx)
+                        .await
+                    }
+                    Some((namespace, key)) => {
+                        sqlx::query_as(&format!(
+                            "SELECT {COLUMNS} FROM counters WHERE (namespace, key) > ($1, $2)
+                             ORDER BY namespace, key LIMIT $3"
+                        ))
+                        .bind(namespace)
+                        .bind(key)
+                        .bind(i64::from(page))
+                        .fetch_all(&mut *tx)
+                        .await
+                    }
+                }
+            })
+            .await?;
+            let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                break;
+            };
+            let days: Vec<(String, String, String, i64)> = bounded(
+                self.timeout,
+                sqlx::query_as(
+                    "SELECT namespace, key, to_char(day, 'YYYY-MM-DD'), hits FROM counter_days
+                     WHERE (namespace, key) >= ($1, $2) AND (namespace, key) <= ($3, $4)",
+                )
+                .bind(&first.0)
+                .bind(&first.1)
+                .bind(&last.0)
+                .bind(&last.1)
+                .fetch_all(&mut *tx),
+            )
+            .await?;
+            let mut days = super::group_days(days);
+            after = Some((last.0.clone(), last.1.clone()));
+            let full = rows.len() == page as usize;
+            for row in rows {
+                exported += 1;
+                if each(super::record_from_row(row, &mut days)).is_break() {
+                    return Ok(exported);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        tx.rollback().await?;
+        Ok(exported)
+    }
+
+    /// At most two statements for the counters (those with details, those
+    /// with a value only) and one for their days, in one transaction.
+    pub async fn import_batch(
+        &self,
+        records: &[super::CounterRecord],
+        on_conflict: super::OnConflict,
+    ) -> Result<Vec<Committed>, StoreError> {
+        let overwrite = on_conflict == super::OnConflict::Overwrite;
+        const BUMP: &str = "epoch = GREATEST(c.epoch + 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint), updated_at = now()";
+        let full_sql = format!(
+            "INSERT INTO counters AS c (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_at)
+             SELECT t.namespace, t.key, t.value, t.enable_reset, t.lower, t.upper, t.hash,
+                    to_timestamp(div(t.created_ms, 1000)) + mod(t.created_ms, 1000) * interval '1 millisecond'
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[])
+                 AS t(namespace, key, value, enable_reset, lower, upper, hash, created_ms)
+             ON CONFLICT (namespace, key) DO {}
+             RETURNING c.namespace, c.key, c.value, c.epoch",
+            if overwrite {
+                format!(
+                    "UPDATE SET value = EXCLUDED.value, enable_reset = EXCLUDED.enable_reset,
+                     update_lowerbound = EXCLUDED.update_lowerbound, update_upperbound = EXCLUDED.update_upperbound,
+                     admin_key_hash = EXCLUDED.admin_key_hash, created_at = EXCLUDED.created_at, {BUMP}"
+                )
+            } else {
+                "NOTHING".to_string()
+            }
+        );
+        // A counter first seen here is made as a first hit makes it.
+        let value_only_sql = format!(
+            "INSERT INTO counters AS c (namespace, key, value, enable_reset, update_lowerbound, update_upperbound)
+             SELECT t.namespace, t.key, t.value, false, 0, 1
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(namespace, key, value)
+             ON CONFLICT (namespace, key) DO {}
+             RETURNING c.namespace, c.key, c.value, c.epoch",
+            if overwrite {
+                format!("UPDATE SET value = EXCLUDED.value, {BUMP}")
+            } else {
+                "NOTHING".to_string()
+            }
+        );
+        let (full, value_only): (Vec<&super::CounterRecord>, Vec<&super::CounterRecord>) =
+            records.iter().partition(|r| r.details.is_some());
+        let names = |rs: &[&super::CounterRecord]| -> (Vec<String>, Vec<String>, Vec<i64>) {
+            (
+                rs.iter().map(|r| r.id.namespace.clone()).collect(),
+                rs.iter().map(|r| r.id.key.clone()).collect(),
+                rs.iter().map(|r| r.value).collect(),
+            )
+        };
+        bounded(self.timeout, async {
+            let mut tx = self.pool.begin().await?;
+            let mut rows: Vec<(String, String, i64, i64)> = Vec::with_capacity(records.len());
+            if !full.is_empty() {
+                let (namespaces, keys, values) = names(&full);
+                let details: Vec<&super::CounterDetails> =
+                    full.iter().filter_map(|r| r.details.as_ref()).collect();
+                rows.extend(
+                    sqlx::query_as::<_, (String, String, i64, i64)>(&full_sql)
+                        .bind(&namespaces)
+                        .bind(&keys)
+                        .bind(&values)
+                        .bind(details.iter().map(|d| d.enable_reset).collect::<Vec<_>>())
+                        .bind(details.iter().map(|d| d.update_lowerbound).collect::<Vec<_>>())
+                        .bind(details.iter().map(|d| d.update_upperbound).collect::<Vec<_>>())
+                        .bind(
+                            details
+                                .iter()
+                                .map(|d| d.admin_key_hash.clone())
+                                .collect::<Vec<_>>(),
+                        )
+                        .bind(details.iter().map(|d| d.created_ms).collect::<Vec<_>>())
+                        .fetch_all(&mut *tx)
+                        .await?,
+                );
+            }
+            if !value_only.is_empty() {
+                let (namespaces, keys, values) = names(&value_only);
+                rows.extend(
+                    sqlx::query_as::<_, (String, String, i64, i64)>(&value_only_sql)
+                        .bind(&namespaces)
+                        .bind(&keys)
+                        .bind(&values)
+                        .fetch_all(&mut *tx)
+                        .await?,
+                );
+            }
+            let written: Vec<Committed> = rows
+                .into_iter()
+                .map(|(namespace, key, value, epoch)| Committed {
+                    id: CounterId { namespace, key },
+                    value,
+                    epoch,
+                })
+                .collect();
+            let ids: std::collections::HashSet<&CounterId> = written.iter().map(|c| &c.id).collect();
+            let (mut namespaces, mut keys, mut days, mut hits) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for record in records.iter().filter(|r| ids.contains(&r.id)) {
+                for day in &record.history {
+                    namespaces.push(record.id.namespace.as_str());
+                    keys.push(record.id.key.as_str());
+                    days.push(day.day.as_str());
+                    hits.push(day.hits);
+                }
+            }
+            if !days.is_empty() {
+                sqlx::query(
+                    "INSERT INTO counter_days AS d (namespace, key, day, hits)
+                     SELECT t.namespace, t.key, t.day::date, t.hits
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS t(namespace, key, day, hits)
+                     ON CONFLICT (namespace, key, day) DO UPDATE SET hits = EXCLUDED.hits",
+                )
+                .bind(&namespaces)
+                .bind(&keys)
+                .bind(&days)
+                .bind(&hits)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(written)
+        })
+        .await
+    }
+}
+// --- End of export and import. ---
+
 #[cfg(test)]
 mod tests {
     use super::*;

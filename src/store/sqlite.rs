@@ -387,3 +387,166 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 }
+
+// --- Export and import (`hitcounter export` / `import`, see `transfer`). ---
+impl SqliteStore {
+    /// One read transaction: in WAL mode its snapshot is taken at the first
+    /// read and writers carry on beside it.
+    pub async fn export_each(
+        &self,
+        page: u32,
+        mut each: impl FnMut(super::CounterRecord) -> std::ops::ControlFlow<()> + Send,
+    ) -> Result<u64, StoreError> {
+        const COLUMNS: &str = "namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms";
+        let mut tx = bounded(self.timeout, self.pool.begin()).await?;
+        let mut after: Option<(String, String)> = None;
+        let mut exported = 0;
+        loop {
+            let rows: Vec<super::ExportRow> = bounded(self.timeout, async {
+                match &after {
+                    None => {
+                        sqlx::query_as(&format!(
+                            "SELECT {COLUMNS} FROM counters ORDER BY namespace, key LIMIT ?1"
+                        ))
+                        .bind(i64::from(page))
+                        .fetch_all(&mut *tx)
+                        .await
+                    }
+                    Some((namespace, key)) => {
+                        sqlx::query_as(&format!(
+                            "SELECT {COLUMNS} FROM counters WHERE (namespace, key) > (?1, ?2)
+                             ORDER BY namespace, key LIMIT ?3"
+                        ))
+                        .bind(namespace)
+                        .bind(key)
+                        .bind(i64::from(page))
+                        .fetch_all(&mut *tx)
+                        .await
+                    }
+                }
+            })
+            .await?;
+            let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                break;
+            };
+            let days: Vec<(String, String, String, i64)> = bounded(
+                self.timeout,
+                sqlx::query_as(
+                    "SELECT namespace, key, day, hits FROM counter_days
+                     WHERE (namespace, key) >= (?1, ?2) AND (namespace, key) <= (?3, ?4)
+                     ORDER BY namespace, key, day",
+                )
+                .bind(&first.0)
+                .bind(&first.1)
+                .bind(&last.0)
+                .bind(&last.1)
+                .fetch_all(&mut *tx),
+            )
+            .await?;
+            let mut days = super::group_days(days);
+            after = Some((last.0.clone(), last.1.clone()));
+            let full = rows.len() == page as usize;
+            for row in rows {
+                exported += 1;
+                if each(super::record_from_row(row, &mut days)).is_break() {
+                    return Ok(exported);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        tx.rollback().await?;
+        Ok(exported)
+    }
+
+    pub async fn import_batch(
+        &self,
+        records: &[super::CounterRecord],
+        on_conflict: super::OnConflict,
+    ) -> Result<Vec<Committed>, StoreError> {
+        let overwrite = on_conflict == super::OnConflict::Overwrite;
+        let bump = format!("epoch = max(epoch + 1, {NOW_MS}), updated_ms = {NOW_MS}");
+        let full = format!(
+            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (namespace, key) DO {}
+             RETURNING value, epoch",
+            if overwrite {
+                format!(
+                    "UPDATE SET value = excluded.value, enable_reset = excluded.enable_reset,
+                     update_lowerbound = excluded.update_lowerbound, update_upperbound = excluded.update_upperbound,
+                     admin_key_hash = excluded.admin_key_hash, created_ms = excluded.created_ms, {bump}"
+                )
+            } else {
+                "NOTHING".to_string()
+            }
+        );
+        // A counter first seen here is made as a first hit makes it.
+        let value_only = format!(
+            "INSERT INTO counters (namespace, key, value, update_lowerbound, update_upperbound, enable_reset)
+             VALUES (?1, ?2, ?3, 0, 1, 0)
+             ON CONFLICT (namespace, key) DO {}
+             RETURNING value, epoch",
+            if overwrite {
+                format!("UPDATE SET value = excluded.value, {bump}")
+            } else {
+                "NOTHING".to_string()
+            }
+        );
+        bounded(self.timeout, async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut written = Vec::with_capacity(records.len());
+            for record in records {
+                let (namespace, key) = (&record.id.namespace, &record.id.key);
+                let row: Option<(i64, i64)> = match &record.details {
+                    Some(details) => {
+                        sqlx::query_as(&full)
+                            .bind(namespace)
+                            .bind(key)
+                            .bind(record.value)
+                            .bind(details.enable_reset)
+                            .bind(details.update_lowerbound)
+                            .bind(details.update_upperbound)
+                            .bind(&details.admin_key_hash)
+                            .bind(details.created_ms)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                    }
+                    None => {
+                        sqlx::query_as(&value_only)
+                            .bind(namespace)
+                            .bind(key)
+                            .bind(record.value)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                    }
+                };
+                let Some((value, epoch)) = row else {
+                    continue;
+                };
+                for day in &record.history {
+                    sqlx::query(
+                        "INSERT INTO counter_days (namespace, key, day, hits) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (namespace, key, day) DO UPDATE SET hits = excluded.hits",
+                    )
+                    .bind(namespace)
+                    .bind(key)
+                    .bind(&day.day)
+                    .bind(day.hits)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                written.push(Committed {
+                    id: record.id.clone(),
+                    value,
+                    epoch,
+                });
+            }
+            tx.commit().await?;
+            Ok(written)
+        })
+        .await
+    }
+}
+// --- End of export and import. ---

@@ -12,6 +12,7 @@ mod browser;
 mod contract;
 mod countapi;
 mod countapi_clients;
+mod export;
 mod failover;
 mod inprocess;
 mod internet;
