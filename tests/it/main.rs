@@ -17,6 +17,7 @@ mod internet;
 mod layers;
 mod monitoring;
 mod readme;
+mod retries;
 mod seed;
 mod shutdown;
 mod startup;
