@@ -32,6 +32,15 @@ use crate::writer::{
 /// How long a `/stats` answer is reused.
 const STATS_TTL: Duration = Duration::from_secs(2);
 
+/// How long request ids are kept. nginx passes a request to the next
+/// replica only within `proxy_next_upstream_timeout` (2 s) of its start, so a
+/// retry meets its id long before this; a minute of ids is what the table
+/// holds (rows = hits per second x about 70 s).
+pub const REQUEST_ID_TTL: Duration = Duration::from_secs(60);
+
+/// How often each process forgets request ids older than `REQUEST_ID_TTL`.
+const REQUEST_ID_PRUNE: Duration = Duration::from_secs(10);
+
 /// How often each process recounts the counters for the quota.
 const QUOTA_REFRESH: Duration = Duration::from_secs(5);
 
@@ -77,6 +86,7 @@ pub struct Engine {
     /// The last `/stats` figures and when they were read.
     totals: tokio::sync::Mutex<Option<(std::time::Instant, Totals)>>,
     quota_task: JoinHandle<()>,
+    prune_task: JoinHandle<()>,
 }
 
 impl Engine {
@@ -105,6 +115,7 @@ impl Engine {
             retry_interval,
         });
         let quota_task = tokio::spawn(refresh_quota(store.clone(), quota.clone()));
+        let prune_task = tokio::spawn(prune_request_ids(store.clone()));
         let (hits_tx, hits_rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stop_tx, stop_rx) = watch::channel(None);
         let handle = tokio::spawn(writer.run(hits_rx, stop_rx));
@@ -121,6 +132,7 @@ impl Engine {
             stall_after: (retry_interval * 3).max(Duration::from_secs(2)),
             totals: tokio::sync::Mutex::new(None),
             quota_task,
+            prune_task,
         }
     }
 
@@ -136,10 +148,28 @@ impl Engine {
     /// Adds `amount` (through the same group commit as hits) and answers
     /// with the counter's value including it.
     pub async fn add(&self, id: CounterId, amount: i64) -> Result<Hit, HitError> {
+        self.add_once(id, amount, None).await
+    }
+
+    /// `add` for a request with an id (`X-Request-Id` from a trusted
+    /// proxy): if the record holds the id for this counter (the request was
+    /// committed before, e.g. by a replica killed before it answered), it is
+    /// answered with its first number and not counted again.
+    pub async fn add_once(
+        &self,
+        id: CounterId,
+        amount: i64,
+        request_id: Option<String>,
+    ) -> Result<Hit, HitError> {
         let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.hits_tx
-            .send(HitRequest { id, amount, reply })
+            .send(HitRequest {
+                id,
+                amount,
+                request_id,
+                reply,
+            })
             .await
             .map_err(|_| HitError::Stopping)?;
         let hit = answer.await.map_err(|_| HitError::Stopping)??;
@@ -368,6 +398,7 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.quota_task.abort();
+        self.prune_task.abort();
     }
 }
 
@@ -386,6 +417,22 @@ pub struct EngineConfig {
     pub batch_linger: Duration,
     /// Most counters the record may hold; 0: no limit (`MAX_COUNTERS`).
     pub max_counters: u64,
+}
+
+/// Forgets request ids older than `REQUEST_ID_TTL`, every
+/// `REQUEST_ID_PRUNE`, so the table stays about a minute of hits. Every
+/// replica prunes (a delete of what another already deleted costs little).
+async fn prune_request_ids(store: Store) {
+    let mut tick = tokio::time::interval(REQUEST_ID_PRUNE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.prune_request_ids(REQUEST_ID_TTL).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "forgot old request ids"),
+            Err(error) => tracing::debug!(%error, "could not prune request ids"),
+        }
+    }
 }
 
 /// Keeps the quota's count of counters close to the record's: recounted
