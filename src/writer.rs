@@ -57,6 +57,22 @@
 //! is down. The hits are answered 503 and their batch is dropped, but if the
 //! commit had in fact succeeded they are recorded; this is logged.
 //!
+//! # Request ids: retries that never count twice
+//!
+//! A request may carry an id (`X-Request-Id`, scoped to its client; nginx
+//! sends the same one on each retry). New batches record their ids in the
+//! batch's transaction with each request's number
+//! ([`Store::apply_claimed`]); a batch that meets an id recorded for its
+//! counter changes nothing, answers that request with its recorded number,
+//! and is tried again without it under the same seq. The same id twice in
+//! one batch: the second is carried to the next batch, where the first's
+//! number is on record (or, if the first failed, it is counted). An id still
+//! in another replica's open transaction makes PostgreSQL wait for it on the
+//! primary key: committed, this batch fails as a conflict, is tried again
+//! and finds it; rolled back, this batch counts it. Held increments (record
+//! down, numbered by Redis) carry no ids. The states and their guarantees:
+//! `docs/architecture.md`, "Retries: request ids".
+//!
 //! # Readiness
 //!
 //! [`WriterStatus`] publishes the unwritten increments and when the writer
