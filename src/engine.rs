@@ -151,8 +151,8 @@ impl Engine {
         self.add_once(id, amount, None).await
     }
 
-    /// `add` for a request with an id (`X-Request-Id` from a trusted
-    /// proxy): if the record holds the id for this counter (the request was
+    /// `add` for a request with an id (`X-Request-Id`, scoped to its
+    /// client): if the record holds the id for this counter (the request was
     /// committed before, e.g. by a replica killed before it answered), it is
     /// answered with its first number and not counted again.
     pub async fn add_once(

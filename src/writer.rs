@@ -149,9 +149,9 @@ pub struct HitRequest {
     pub id: CounterId,
     /// What to add: 1 for a hit, any amount within ±(2^53 - 1) for an update.
     pub amount: i64,
-    /// The request's id from a trusted proxy (`X-Request-Id`): a request
-    /// whose id the record holds for this counter is answered with its
-    /// first number instead of being counted again.
+    /// The request's id (`X-Request-Id`, joined with its client's address):
+    /// a request whose id the record holds for this counter is answered with
+    /// its first number instead of being counted again.
     pub request_id: Option<String>,
     pub reply: oneshot::Sender<Result<Hit, HitError>>,
 }

@@ -224,8 +224,8 @@ fn classify_database_error(code: &str, sqlite: bool) -> FailureKind {
 /// another transaction recording the same id.
 const REQUEST_IDS_KEY: &str = "request_ids_pkey";
 
-/// A request of a batch that carries an id (`X-Request-Id` from a trusted
-/// proxy). Ids are meaningful only within one counter.
+/// A request of a batch that carries an id (`X-Request-Id`, joined with its
+/// client's address). Ids are meaningful only within one counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub counter: CounterId,
