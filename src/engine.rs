@@ -86,7 +86,9 @@ pub struct Engine {
     /// The last `/stats` figures and when they were read.
     totals: tokio::sync::Mutex<Option<(std::time::Instant, Totals)>>,
     quota_task: JoinHandle<()>,
-    prune_task: JoinHandle<()>,
+    /// `REQUEST_IDS`: ids are passed to the writer only when on.
+    request_ids: bool,
+    prune_task: Option<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -98,6 +100,7 @@ impl Engine {
             max_batch,
             batch_linger,
             max_counters,
+            request_ids,
         } = config;
         let store_breaker = Arc::new(Breaker::new(store.kind(), retry_interval));
         let cache_breaker = Arc::new(Breaker::new("Redis", retry_interval));
@@ -115,7 +118,7 @@ impl Engine {
             retry_interval,
         });
         let quota_task = tokio::spawn(refresh_quota(store.clone(), quota.clone()));
-        let prune_task = tokio::spawn(prune_request_ids(store.clone()));
+        let prune_task = request_ids.then(|| tokio::spawn(prune_request_ids(store.clone())));
         let (hits_tx, hits_rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stop_tx, stop_rx) = watch::channel(None);
         let handle = tokio::spawn(writer.run(hits_rx, stop_rx));
@@ -132,6 +135,7 @@ impl Engine {
             stall_after: (retry_interval * 3).max(Duration::from_secs(2)),
             totals: tokio::sync::Mutex::new(None),
             quota_task,
+            request_ids,
             prune_task,
         }
     }
@@ -152,7 +156,7 @@ impl Engine {
     }
 
     /// `add` for a request with an id (`X-Request-Id`, scoped to its
-    /// client): if the record holds the id for this counter (the request was
+    /// client; ignored unless `REQUEST_IDS` is on): if the record holds the id for this counter (the request was
     /// committed before, e.g. by a replica killed before it answered), it is
     /// answered with its first number and not counted again.
     pub async fn add_once(
@@ -167,7 +171,7 @@ impl Engine {
             .send(HitRequest {
                 id,
                 amount,
-                request_id,
+                request_id: request_id.filter(|_| self.request_ids),
                 reply,
             })
             .await
@@ -398,7 +402,9 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.quota_task.abort();
-        self.prune_task.abort();
+        if let Some(task) = &self.prune_task {
+            task.abort();
+        }
     }
 }
 
@@ -417,6 +423,9 @@ pub struct EngineConfig {
     pub batch_linger: Duration,
     /// Most counters the record may hold; 0: no limit (`MAX_COUNTERS`).
     pub max_counters: u64,
+    /// Whether requests' ids are recorded and repeats answered with their
+    /// first numbers (`REQUEST_IDS`); off, ids are ignored.
+    pub request_ids: bool,
 }
 
 /// Forgets request ids older than `REQUEST_ID_TTL`, every

@@ -18,8 +18,11 @@ use crate::support::{
 /// The apps trust nginx (on loopback here; in compose, its network).
 const TRUSTED: &str = "127.0.0.1";
 
+/// An app as compose runs it: behind nginx, with `REQUEST_IDS` on.
 fn trusting<'a>(pg: &'a Postgres, redis: &'a Redis) -> AppConfig<'a> {
-    AppConfig::new(pg, Some(redis)).env("TRUSTED_PROXIES", TRUSTED)
+    AppConfig::new(pg, Some(redis))
+        .env("TRUSTED_PROXIES", TRUSTED)
+        .env("REQUEST_IDS", "1")
 }
 
 /// Per kill: nginx over a fresh replica A and the long-lived B, 64 clients,
@@ -185,7 +188,11 @@ async fn repeated_ids_are_counted_once_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_ids_are_counted_once_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let app = App::start(AppConfig::embedded(dir.path()).env("TRUSTED_PROXIES", TRUSTED));
+    let app = App::start(
+        AppConfig::embedded(dir.path())
+            .env("TRUSTED_PROXIES", TRUSTED)
+            .env("REQUEST_IDS", "1"),
+    );
     repeated_ids_are_answered_with_their_first_number(&app).await;
 }
 
@@ -251,7 +258,7 @@ async fn an_id_in_flight_elsewhere_waits_for_that_transaction() {
 async fn a_strangers_id_or_a_malformed_one_never_takes_a_hit_away() {
     let pg = Postgres::shared();
     let redis = Redis::shared();
-    let app = App::start(AppConfig::new(&pg, Some(&redis)));
+    let app = App::start(AppConfig::new(&pg, Some(&redis)).env("REQUEST_IDS", "1"));
     let url = format!("{}/hit/retries/stranger", app.base);
     let id = random_id();
     let (me, stranger) = (client_from("127.0.0.2"), client_from("127.0.0.3"));
@@ -273,4 +280,17 @@ async fn a_strangers_id_or_a_malformed_one_never_takes_a_hit_away() {
             assert_eq!(hit_with(&me, &url, bad).await, expected, "{bad:?}");
         }
     }
+}
+
+/// `REQUEST_IDS` is off by default (compose turns it on): ids are ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_request_ids_every_request_counts() {
+    let pg = Postgres::shared();
+    let redis = Redis::shared();
+    let app = App::start(AppConfig::new(&pg, Some(&redis)));
+    let client = reqwest::Client::new();
+    let url = format!("{}/hit/retries/off", app.base);
+    let id = random_id();
+    assert_eq!(hit_with(&client, &url, &id).await, 1);
+    assert_eq!(hit_with(&client, &url, &id).await, 2);
 }
