@@ -156,9 +156,10 @@ impl Engine {
     }
 
     /// `add` for a request with an id (`X-Request-Id`, scoped to its
-    /// client; ignored unless `REQUEST_IDS` is on): if the record holds the id for this counter (the request was
-    /// committed before, e.g. by a replica killed before it answered), it is
-    /// answered with its first number and not counted again.
+    /// client; ignored unless `REQUEST_IDS` is on): if the record holds the
+    /// id for this counter (the request was committed before, e.g. by a
+    /// replica killed before it answered), it is answered with its first
+    /// number and not counted again.
     pub async fn add_once(
         &self,
         id: CounterId,
