@@ -155,6 +155,15 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_COUNTERS", default_value_t = 1_000_000)]
     pub max_counters: u64,
 
+    /// Take X-Request-Id (nginx sends one per request, the same on every
+    /// retry) and answer a repeated id with its first number instead of
+    /// counting it again: a GET nginx retries after a replica was killed is
+    /// then never counted twice. It costs a row per hit in the record (kept
+    /// a minute). Off by default; compose.yaml turns it on. 1/true/yes/on
+    /// turns it on.
+    #[arg(long, env = "REQUEST_IDS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub request_ids: bool,
+
     /// Bearer token that protects /resetcounter and may change every counter
     /// of the API; at least 16 characters (a shorter one is refused at
     /// start). When unset or empty, /resetcounter answers only clients in

@@ -45,6 +45,15 @@ pub const DASHBOARD_NAMESPACES: u32 = 20;
 pub const DASHBOARD_COUNTERS: u32 = 10;
 pub const DASHBOARD_DAYS: u32 = 30;
 
+/// How long request ids are kept. nginx passes a request to the next
+/// replica only within `proxy_next_upstream_timeout` (2 s) of its start, so a
+/// retry meets its id long before this; a minute of ids is what the table
+/// holds (rows = hits per second x about 70 s).
+pub const REQUEST_ID_TTL: Duration = Duration::from_secs(60);
+
+/// How often each process forgets request ids older than `REQUEST_ID_TTL`.
+const REQUEST_ID_PRUNE: Duration = Duration::from_secs(10);
+
 /// How often each process recounts the counters for the quota.
 const QUOTA_REFRESH: Duration = Duration::from_secs(5);
 
@@ -106,6 +115,9 @@ pub struct Engine {
     /// The last dashboard figures and when they were read.
     busiest: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<NamespaceSummary>>)>>,
     quota_task: JoinHandle<()>,
+    /// `REQUEST_IDS`: ids are passed to the writer only when on.
+    request_ids: bool,
+    prune_task: Option<JoinHandle<()>>,
 }
 
 impl Engine {
@@ -117,6 +129,7 @@ impl Engine {
             max_batch,
             batch_linger,
             max_counters,
+            request_ids,
         } = config;
         let store_breaker = Arc::new(Breaker::new(store.kind(), retry_interval));
         let cache_breaker = Arc::new(Breaker::new("Redis", retry_interval));
@@ -134,6 +147,7 @@ impl Engine {
             retry_interval,
         });
         let quota_task = tokio::spawn(refresh_quota(store.clone(), quota.clone()));
+        let prune_task = request_ids.then(|| tokio::spawn(prune_request_ids(store.clone())));
         let (hits_tx, hits_rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stop_tx, stop_rx) = watch::channel(None);
         let handle = tokio::spawn(writer.run(hits_rx, stop_rx));
@@ -152,6 +166,8 @@ impl Engine {
             busiest: tokio::sync::Mutex::new(None),
             pages: tokio::sync::Mutex::new(PageCache::new()),
             quota_task,
+            request_ids,
+            prune_task,
         }
     }
 
@@ -167,10 +183,29 @@ impl Engine {
     /// Adds `amount` (through the same group commit as hits) and answers
     /// with the counter's value including it.
     pub async fn add(&self, id: CounterId, amount: i64) -> Result<Hit, HitError> {
+        self.add_once(id, amount, None).await
+    }
+
+    /// `add` for a request with an id (`X-Request-Id`, scoped to its
+    /// client; ignored unless `REQUEST_IDS` is on): if the record holds the
+    /// id for this counter (the request was committed before, e.g. by a
+    /// replica killed before it answered), it is answered with its first
+    /// number and not counted again.
+    pub async fn add_once(
+        &self,
+        id: CounterId,
+        amount: i64,
+        request_id: Option<String>,
+    ) -> Result<Hit, HitError> {
         let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.hits_tx
-            .send(HitRequest { id, amount, reply })
+            .send(HitRequest {
+                id,
+                amount,
+                request_id: request_id.filter(|_| self.request_ids),
+                reply,
+            })
             .await
             .map_err(|_| HitError::Stopping)?;
         let hit = answer.await.map_err(|_| HitError::Stopping)??;
@@ -452,6 +487,9 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.quota_task.abort();
+        if let Some(task) = &self.prune_task {
+            task.abort();
+        }
     }
 }
 
@@ -470,6 +508,25 @@ pub struct EngineConfig {
     pub batch_linger: Duration,
     /// Most counters the record may hold; 0: no limit (`MAX_COUNTERS`).
     pub max_counters: u64,
+    /// Whether requests' ids are recorded and repeats answered with their
+    /// first numbers (`REQUEST_IDS`); off, ids are ignored.
+    pub request_ids: bool,
+}
+
+/// Forgets request ids older than `REQUEST_ID_TTL`, every
+/// `REQUEST_ID_PRUNE`, so the table stays about a minute of hits. Every
+/// replica prunes (a delete of what another already deleted costs little).
+async fn prune_request_ids(store: Store) {
+    let mut tick = tokio::time::interval(REQUEST_ID_PRUNE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.prune_request_ids(REQUEST_ID_TTL).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "forgot old request ids"),
+            Err(error) => tracing::debug!(%error, "could not prune request ids"),
+        }
+    }
 }
 
 /// Keeps the quota's count of counters close to the record's: recounted

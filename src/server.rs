@@ -141,6 +141,7 @@ fn start_engine(args: &ServeArgs) -> anyhow::Result<Engine> {
         max_batch: args.max_batch,
         batch_linger: args.batch_linger,
         max_counters: args.max_counters,
+        request_ids: args.request_ids,
     };
     Ok(Engine::start(store, cache, config))
 }

@@ -57,6 +57,22 @@
 //! is down. The hits are answered 503 and their batch is dropped, but if the
 //! commit had in fact succeeded they are recorded; this is logged.
 //!
+//! # Request ids: retries that never count twice
+//!
+//! A request may carry an id (`X-Request-Id`, scoped to its client; nginx
+//! sends the same one on each retry). New batches record their ids in the
+//! batch's transaction with each request's number
+//! ([`Store::apply_claimed`]); a batch that meets an id recorded for its
+//! counter changes nothing, answers that request with its recorded number,
+//! and is tried again without it under the same seq. The same id twice in
+//! one batch: the second is carried to the next batch, where the first's
+//! number is on record (or, if the first failed, it is counted). An id still
+//! in another replica's open transaction makes PostgreSQL wait for it on the
+//! primary key: committed, this batch fails as a conflict, is tried again
+//! and finds it; rolled back, this batch counts it. Held increments (record
+//! down, numbered by Redis) carry no ids. The states and their guarantees:
+//! `docs/architecture.md`, "Retries: request ids".
+//!
 //! # Readiness
 //!
 //! [`WriterStatus`] publishes the unwritten increments and when the writer
@@ -75,7 +91,7 @@ use crate::alarm::Alarm;
 use crate::breaker::Breaker;
 use crate::cache::{Cache, Incremented};
 use crate::counter::{Applied, Committed, CounterId, MAX_MAGNITUDE, Refusal, in_range};
-use crate::store::{FailureKind, Store, StoreError};
+use crate::store::{Claim, Claimed, FailureKind, Repeat, Store, StoreError};
 
 /// How a hit was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +149,10 @@ pub struct HitRequest {
     pub id: CounterId,
     /// What to add: 1 for a hit, any amount within ±(2^53 - 1) for an update.
     pub amount: i64,
+    /// The request's id (`X-Request-Id`, joined with its client's address):
+    /// a request whose id the record holds for this counter is answered with
+    /// its first number instead of being counted again.
+    pub request_id: Option<String>,
     pub reply: oneshot::Sender<Result<Hit, HitError>>,
 }
 
@@ -142,7 +162,7 @@ type Reply = oneshot::Sender<Result<Hit, HitError>>;
 /// whose sum lies within ±`MAX_MAGNITUDE`.
 #[derive(Default)]
 struct Group {
-    requests: Vec<(i64, Reply)>,
+    requests: Vec<(i64, Reply, Option<String>)>,
     total: i64,
 }
 
@@ -153,9 +173,43 @@ impl Group {
         same_sign && in_range(self.total + amount)
     }
 
-    fn push(&mut self, amount: i64, reply: Reply) {
+    fn push(&mut self, amount: i64, reply: Reply, request_id: Option<String>) {
         self.total += amount;
-        self.requests.push((amount, reply));
+        self.requests.push((amount, reply, request_id));
+    }
+
+    /// The requests that carry an id, each with its position: the sum of
+    /// the group's amounts up to and including it.
+    fn claims(&self, counter: &CounterId, claims: &mut Vec<Claim>) {
+        let mut position = 0;
+        for (amount, _, request_id) in &self.requests {
+            position += amount;
+            if let Some(request_id) = request_id {
+                claims.push(Claim {
+                    counter: counter.clone(),
+                    request_id: request_id.clone(),
+                    position,
+                });
+            }
+        }
+    }
+
+    /// Answers the requests whose ids the record held with their first
+    /// numbers, and leaves them out of the group.
+    fn answer_repeats(&mut self, numbers: &BTreeMap<&str, i64>) {
+        let requests = std::mem::take(&mut self.requests);
+        self.total = 0;
+        for (amount, reply, request_id) in requests {
+            match request_id.as_deref().and_then(|id| numbers.get(id)) {
+                Some(&value) => {
+                    let _ = reply.send(Ok(Hit {
+                        value,
+                        durable: true,
+                    }));
+                }
+                None => self.push(amount, reply, request_id),
+            }
+        }
     }
 
     fn total(&self) -> i64 {
@@ -166,14 +220,14 @@ impl Group {
     /// given the value after the whole group.
     fn answer(self, last: i64, durable: bool) {
         let mut value = last - self.total;
-        for (amount, reply) in self.requests {
+        for (amount, reply, _) in self.requests {
             value += amount;
             let _ = reply.send(Ok(Hit { value, durable }));
         }
     }
 
     fn fail(self, error: HitError) {
-        for (_, reply) in self.requests {
+        for (_, reply, _) in self.requests {
             let _ = reply.send(Err(error.clone()));
         }
     }
@@ -482,6 +536,7 @@ impl Writer {
     fn group(&mut self, queued: &mut Vec<HitRequest>) -> Groups {
         let mut groups = Groups::new();
         let mut carried = std::collections::BTreeSet::new();
+        let mut ids = std::collections::HashSet::new();
         for request in queued.drain(..) {
             if !in_range(request.amount) {
                 let _ = request.reply.send(Err(HitError::OutOfRange {
@@ -494,9 +549,18 @@ impl Writer {
                 self.carry.push(request);
                 continue;
             }
+            // The same id twice in one batch: the second waits for the
+            // next, where the first's number is on record (or, if the first
+            // failed, it is counted then).
+            if let Some(request_id) = &request.request_id
+                && !ids.insert((request.id.clone(), request_id.clone()))
+            {
+                self.carry.push(request);
+                continue;
+            }
             match groups.get_mut(&request.id) {
                 Some(group) if group.accepts(request.amount) => {
-                    group.push(request.amount, request.reply);
+                    group.push(request.amount, request.reply, request.request_id);
                 }
                 Some(_) => {
                     carried.insert(request.id.clone());
@@ -504,7 +568,7 @@ impl Writer {
                 }
                 None => {
                     let mut group = Group::default();
-                    group.push(request.amount, request.reply);
+                    group.push(request.amount, request.reply, request.request_id);
                     groups.insert(request.id, group);
                 }
             }
@@ -514,20 +578,17 @@ impl Writer {
 
     /// Answers one drained queue of hits.
     async fn process(&mut self, queued: &mut Vec<HitRequest>) {
-        let groups = self.group(queued);
+        let mut groups = self.group(queued);
         if groups.is_empty() {
             return;
         }
         if self.store_breaker.allow() && self.flush_backlog().await {
-            let deltas: Vec<(CounterId, i64)> = groups
-                .iter()
-                .map(|(id, group)| (id.clone(), group.total()))
-                .collect();
             let seq = self.take_seq();
             let started = Instant::now();
             self.last_commit_started = started;
             self.last_batch_size = groups.values().map(|g| g.requests.len()).sum();
-            match self.apply(seq, &deltas).await {
+            let (result, deltas) = self.apply_new(seq, &mut groups).await;
+            match result {
                 Ok(Applied::Now {
                     committed,
                     created,
@@ -570,8 +631,14 @@ impl Writer {
         let mut groups = groups.into_iter().enumerate();
         while let Some((i, (id, group))) = groups.next() {
             let part_seq = seq + 1 + i as i64;
-            let delta = [(id.clone(), group.total())];
-            match self.apply(part_seq, &delta).await {
+            let mut one = Groups::new();
+            one.insert(id.clone(), group);
+            let (result, _) = self.apply_new(part_seq, &mut one).await;
+            let Some(group) = one.remove(&id) else {
+                // Every request was a repeat, answered.
+                continue;
+            };
+            match result {
                 Ok(Applied::Now {
                     committed,
                     created,
@@ -613,20 +680,82 @@ impl Writer {
         }
     }
 
-    /// Applies one batch, trying again at once when it met a lock held by
-    /// someone else. Feeds the store breaker: outages open it, successes
-    /// close it, other failures leave it as it is.
+    /// Applies a batch of new hits with the ids they carry. Requests whose
+    /// ids the record holds for their counter (a retry of a request another
+    /// replica committed) are answered with their first numbers and left
+    /// out, and the rest is tried again under the same seq (a batch that met
+    /// a repeat changed nothing). Groups left empty are removed. Returns the
+    /// outcome and the deltas it was for.
+    async fn apply_new(
+        &mut self,
+        seq: i64,
+        groups: &mut Groups,
+    ) -> (Result<Applied, StoreError>, Vec<(CounterId, i64)>) {
+        loop {
+            let deltas: Vec<(CounterId, i64)> = groups
+                .iter()
+                .map(|(id, group)| (id.clone(), group.total()))
+                .collect();
+            let mut claims = Vec::new();
+            for (id, group) in groups.iter() {
+                group.claims(id, &mut claims);
+            }
+            let repeats = match self.apply_with(seq, &deltas, &claims).await {
+                Ok(Claimed::Applied(applied)) => return (Ok(applied), deltas),
+                Err(error) => return (Err(error), deltas),
+                Ok(Claimed::Repeated(repeats)) => repeats,
+            };
+            tracing::info!(
+                repeats = repeats.len(),
+                "requests retried after their first answer was lost; answered with their first numbers"
+            );
+            answer_repeats(groups, &repeats);
+            if groups.is_empty() {
+                let nothing = Applied::Now {
+                    committed: Vec::new(),
+                    created: 0,
+                    refused: Vec::new(),
+                };
+                return (Ok(nothing), Vec::new());
+            }
+        }
+    }
+
+    /// Applies one batch that carries no request ids (held increments).
     async fn apply(
         &mut self,
         seq: i64,
         deltas: &[(CounterId, i64)],
     ) -> Result<Applied, StoreError> {
+        match self.apply_with(seq, deltas, &[]).await? {
+            Claimed::Applied(applied) => Ok(applied),
+            Claimed::Repeated(_) => unreachable!("a batch without request ids has no repeats"),
+        }
+    }
+
+    /// Applies one batch, trying again at once when it met a lock held by
+    /// someone else (or an id another transaction was recording). Feeds the
+    /// store breaker: outages open it, successes close it, other failures
+    /// leave it as it is.
+    async fn apply_with(
+        &mut self,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+        claims: &[Claim],
+    ) -> Result<Claimed, StoreError> {
         let mut tries = 0;
         loop {
-            let result = self
-                .store
-                .apply_batch(&self.id, seq, deltas, self.quota.may_create())
-                .await;
+            let may_create = self.quota.may_create();
+            let result = if claims.is_empty() {
+                self.store
+                    .apply_batch(&self.id, seq, deltas, may_create)
+                    .await
+                    .map(Claimed::Applied)
+            } else {
+                self.store
+                    .apply_claimed(&self.id, seq, deltas, claims, may_create)
+                    .await
+            };
             match &result {
                 Ok(_) => {
                     self.store_breaker.record_success();
@@ -898,6 +1027,24 @@ fn answer_committed(
     }
 }
 
+/// Answers the repeated requests with their first numbers and takes them
+/// out of their groups; groups left empty are removed.
+fn answer_repeats(groups: &mut Groups, repeats: &[Repeat]) {
+    let mut by_counter: BTreeMap<&CounterId, BTreeMap<&str, i64>> = BTreeMap::new();
+    for repeat in repeats {
+        by_counter
+            .entry(&repeat.counter)
+            .or_default()
+            .insert(repeat.request_id.as_str(), repeat.number);
+    }
+    for (counter, numbers) in by_counter {
+        if let Some(group) = groups.get_mut(counter) {
+            group.answer_repeats(&numbers);
+        }
+    }
+    groups.retain(|_, group| !group.requests.is_empty());
+}
+
 fn refuse_all(groups: Groups, error: &HitError) {
     for group in groups.into_values() {
         group.fail(error.clone());
@@ -1019,13 +1166,24 @@ mod tests {
         /// Queues all requests before the writer runs, so that they land in
         /// one batch, and returns their answers in order.
         async fn send_all(&self, requests: &[(&str, i64)]) -> Vec<Result<Hit, HitError>> {
+            let with_ids: Vec<(&str, i64, Option<&str>)> =
+                requests.iter().map(|(k, a)| (*k, *a, None)).collect();
+            self.send_all_with_ids(&with_ids).await
+        }
+
+        /// `send_all` with a request id per request.
+        async fn send_all_with_ids(
+            &self,
+            requests: &[(&str, i64, Option<&str>)],
+        ) -> Vec<Result<Hit, HitError>> {
             let mut answers = Vec::new();
-            for (key, amount) in requests {
+            for (key, amount, request_id) in requests {
                 let (reply, answer) = oneshot::channel();
                 self.hits_tx
                     .try_send(HitRequest {
                         id: id(key),
                         amount: *amount,
+                        request_id: request_id.map(str::to_string),
                         reply,
                     })
                     .unwrap();
@@ -1155,6 +1313,77 @@ mod tests {
         let calls = rig.store.lock().calls.clone();
         assert_eq!(calls[0].0, calls[1].0, "the retry used the same seq");
         assert_eq!(rig.hit("aaa").await, durable(7));
+    }
+
+    #[tokio::test]
+    async fn a_repeated_request_id_is_answered_with_its_first_number() {
+        let rig = Rig::start(true);
+        let first = rig
+            .send_all_with_ids(&[
+                ("aaa", 1, Some("r1")),
+                ("aaa", 1, Some("r2")),
+                ("aaa", 1, None),
+            ])
+            .await;
+        assert_eq!(first, vec![durable(1), durable(2), durable(3)]);
+        // r2 again (a retry of a request another replica committed), with
+        // new requests around it: only these are counted.
+        let again = rig
+            .send_all_with_ids(&[
+                ("aaa", 1, Some("r3")),
+                ("aaa", 1, Some("r2")),
+                ("aaa", 1, None),
+            ])
+            .await;
+        assert_eq!(again, vec![durable(4), durable(2), durable(5)]);
+        assert_eq!(rig.recorded("aaa"), Some(5));
+        // Ids are per counter.
+        assert_eq!(
+            rig.send_all_with_ids(&[("bbb", 1, Some("r2"))]).await,
+            vec![durable(1)]
+        );
+        // A batch of repeats only commits nothing.
+        let calls = rig.store.lock().calls.len();
+        assert_eq!(
+            rig.send_all_with_ids(&[("aaa", 1, Some("r1"))]).await,
+            vec![durable(1)]
+        );
+        assert_eq!(rig.store.lock().calls.len(), calls, "nothing applied");
+        assert_eq!(rig.recorded("aaa"), Some(5));
+    }
+
+    #[tokio::test]
+    async fn the_same_id_twice_in_one_batch_is_counted_once() {
+        let rig = Rig::start(true);
+        let answers = rig
+            .send_all_with_ids(&[
+                ("aaa", 1, Some("r1")),
+                ("aaa", 1, Some("r1")),
+                ("aaa", 1, None),
+            ])
+            .await;
+        assert_eq!(answers, vec![durable(1), durable(1), durable(2)]);
+        assert_eq!(rig.recorded("aaa"), Some(2));
+    }
+
+    #[tokio::test]
+    async fn an_id_whose_batch_failed_is_counted_when_it_comes_again() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 0);
+        rig.store.lock().script.push_back(Step::Outage);
+        // The commit failed: numbered by the cache, held, id not recorded.
+        assert_eq!(
+            rig.send_all_with_ids(&[("aaa", 1, Some("r1"))]).await,
+            vec![from_cache(1)]
+        );
+        rig.wait_written().await;
+        assert!(rig.store.lock().request_ids.is_empty());
+        // nginx would not retry an answered request; a client resending it
+        // is counted (the weaker guarantee of the record-down state).
+        assert_eq!(
+            rig.send_all_with_ids(&[("aaa", 1, Some("r1"))]).await,
+            vec![durable(2)]
+        );
     }
 
     #[tokio::test]
@@ -1391,6 +1620,7 @@ mod tests {
             .try_send(HitRequest {
                 id: id("aaa"),
                 amount: 1,
+                request_id: None,
                 reply,
             })
             .unwrap();

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use super::{FailureKind, StoreError};
+use super::{Claim, Claimed, FailureKind, Repeat, StoreError};
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, Refusal, SetOutcome, Totals,
     in_range,
@@ -40,6 +40,8 @@ pub struct FakeState {
     pub calls: Vec<(i64, Vec<(CounterId, i64)>)>,
     /// The seqs of the batches that were committed, in order.
     pub applied: Vec<i64>,
+    /// Request ids recorded with their numbers, per counter.
+    pub request_ids: HashMap<(CounterId, String), i64>,
 }
 
 #[derive(Clone, Default)]
@@ -136,6 +138,68 @@ impl FakeStore {
             created,
             refused,
         })
+    }
+
+    /// As the real stores: ids recorded before leave everything unchanged
+    /// and are answered; otherwise the ids of the committed counters are
+    /// recorded with the batch (also when its answer is then lost).
+    pub async fn apply_claimed(
+        &self,
+        writer_id: &str,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+        claims: &[Claim],
+        may_create: bool,
+    ) -> Result<Claimed, StoreError> {
+        {
+            let state = self.lock();
+            let repeated: Vec<Repeat> = claims
+                .iter()
+                .filter_map(|c| {
+                    let number = state
+                        .request_ids
+                        .get(&(c.counter.clone(), c.request_id.clone()))?;
+                    Some(Repeat {
+                        counter: c.counter.clone(),
+                        request_id: c.request_id.clone(),
+                        number: *number,
+                    })
+                })
+                .collect();
+            if !state.down && !repeated.is_empty() {
+                return Ok(Claimed::Repeated(repeated));
+            }
+        }
+        let result = self.apply_batch(writer_id, seq, deltas, may_create).await;
+        let mut state = self.lock();
+        let committed: Vec<CounterId> = match &result {
+            Ok(crate::counter::Applied::Now { committed, .. }) => {
+                committed.iter().map(|c| c.id.clone()).collect()
+            }
+            Err(_) if state.applied.last() == Some(&seq) => {
+                deltas.iter().map(|(id, _)| id.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
+        {
+            for claim in claims.iter().filter(|c| committed.contains(&c.counter)) {
+                let delta = deltas.iter().find(|(id, _)| id == &claim.counter);
+                if let (Some(value), Some((_, delta))) =
+                    (state.values.get(&claim.counter).copied(), delta)
+                {
+                    state.request_ids.insert(
+                        (claim.counter.clone(), claim.request_id.clone()),
+                        value - delta + claim.position,
+                    );
+                }
+            }
+        }
+        result.map(Claimed::Applied)
+    }
+
+    pub async fn prune_request_ids(&self, _keep: std::time::Duration) -> Result<u64, StoreError> {
+        self.check_up()?;
+        Ok(0)
     }
 
     pub async fn reset(&self, id: &CounterId) -> Result<i64, StoreError> {

@@ -105,6 +105,12 @@ impl StoreError {
             #[cfg(test)]
             StoreError::Fake(kind) => *kind,
             StoreError::Sql(error) => match error {
+                // Another transaction recorded one of the batch's request ids
+                // while this one ran (a replica killed during its commit):
+                // tried again, the batch sees the id and answers its number.
+                sqlx::Error::Database(db) if db.constraint() == Some(REQUEST_IDS_KEY) => {
+                    FailureKind::Conflict
+                }
                 sqlx::Error::Database(db) => classify_database_error(
                     db.code().as_deref().unwrap_or(""),
                     db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some(),
@@ -212,6 +218,42 @@ fn classify_database_error(code: &str, sqlite: bool) -> FailureKind {
         // 58 system, 25006 read-only transaction (a demoted primary), XX.
         _ => FailureKind::Outage,
     }
+}
+
+/// The primary key of `request_ids`: a batch that meets it was raced by
+/// another transaction recording the same id.
+const REQUEST_IDS_KEY: &str = "request_ids_pkey";
+
+/// A request of a batch that carries an id (`X-Request-Id`, joined with its
+/// client's address). Ids are meaningful only within one counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub counter: CounterId,
+    pub request_id: String,
+    /// The sum of its counter's amounts in the batch up to and including
+    /// this request: its number is the counter's value after the batch,
+    /// less the counter's delta, plus `position`.
+    pub position: i64,
+}
+
+/// A claimed id the record already holds, and the number its request was
+/// answered with then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeat {
+    pub counter: CounterId,
+    pub request_id: String,
+    pub number: i64,
+}
+
+/// What a batch with claims did.
+#[derive(Debug)]
+pub enum Claimed {
+    /// As [`Store::apply_batch`]; the claims of the committed counters are
+    /// recorded.
+    Applied(Applied),
+    /// Some ids were recorded before: nothing was changed (the writer's
+    /// progress included); the batch is to be tried again without them.
+    Repeated(Vec<Repeat>),
 }
 
 /// `CounterInfo` as both backends select it (their `INFO_COLUMNS`).
@@ -357,6 +399,30 @@ impl Store {
         debug_assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
         debug_assert!(deltas.iter().all(|(_, d)| in_range(*d)));
         dispatch!(self, s => s.apply_batch(writer_id, seq, deltas, may_create).await)
+    }
+
+    /// [`apply_batch`](Self::apply_batch) for a batch some of whose requests
+    /// carry an id: in the same transaction, records each claim's id with
+    /// the number its request is answered with (for the counters that
+    /// commit), unless one of the ids is recorded already; then nothing is
+    /// changed and those are answered ([`Claimed::Repeated`]). `claims` are
+    /// in the order of `deltas`' counters, each counter's in arrival order.
+    pub async fn apply_claimed(
+        &self,
+        writer_id: &str,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+        claims: &[Claim],
+        may_create: bool,
+    ) -> Result<Claimed, StoreError> {
+        debug_assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
+        debug_assert!(deltas.iter().all(|(_, d)| in_range(*d)));
+        dispatch!(self, s => s.apply_claimed(writer_id, seq, deltas, claims, may_create).await)
+    }
+
+    /// Forgets request ids recorded more than `keep` ago; returns how many.
+    pub async fn prune_request_ids(&self, keep: Duration) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.prune_request_ids(keep).await)
     }
 
     /// Sets a counter (created if missing) to zero and starts a new epoch.

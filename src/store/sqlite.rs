@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{BusyRow, InfoRow, StoreError, bounded, info_from_row};
+use super::{BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row};
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
     SetOutcome, Totals, in_range,
@@ -84,91 +84,88 @@ impl SqliteStore {
     ) -> Result<Applied, StoreError> {
         bounded(self.timeout, async {
             let mut tx = self.writer_pool.begin_with("BEGIN IMMEDIATE").await?;
-            let progress = sqlx::query(&format!(
-                "INSERT INTO writer_progress (writer_id, last_batch) VALUES (?1, ?2)
-                 ON CONFLICT (writer_id) DO UPDATE
-                     SET last_batch = excluded.last_batch, updated_ms = {NOW_MS}
-                     WHERE writer_progress.last_batch < excluded.last_batch"
-            ))
-            .bind(writer_id)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-            if progress.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(Applied::Before);
-            }
-            let mut committed = Vec::with_capacity(deltas.len());
-            let mut refused = Vec::new();
-            let mut created = 0;
-            for (id, amount) in deltas {
-                // Inside the write lock: what this reads cannot change before
-                // the transaction ends.
-                let current: Option<(i64,)> =
-                    sqlx::query_as("SELECT value FROM counters WHERE namespace = ?1 AND key = ?2")
-                        .bind(&id.namespace)
-                        .bind(&id.key)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let (value, epoch): (i64, i64) = match current {
-                    Some((value,)) => {
-                        let Some(sum) = value.checked_add(*amount).filter(|s| in_range(*s)) else {
-                            refused.push((id.clone(), Refusal::OutOfRange));
-                            continue;
-                        };
-                        sqlx::query_as(&format!(
-                            "UPDATE counters SET value = ?3, updated_ms = {NOW_MS}
-                             WHERE namespace = ?1 AND key = ?2 RETURNING value, epoch"
-                        ))
-                        .bind(&id.namespace)
-                        .bind(&id.key)
-                        .bind(sum)
-                        .fetch_one(&mut *tx)
-                        .await?
-                    }
-                    None if may_create => {
-                        created += 1;
-                        sqlx::query_as(
-                            "INSERT INTO counters (namespace, key, value, update_lowerbound)
-                             VALUES (?1, ?2, ?3, 0)
-                             RETURNING value, epoch",
-                        )
-                        .bind(&id.namespace)
-                        .bind(&id.key)
-                        .bind(amount)
-                        .fetch_one(&mut *tx)
-                        .await?
-                    }
-                    None => {
-                        refused.push((id.clone(), Refusal::NotCreated));
-                        continue;
-                    }
-                };
-                sqlx::query(&format!(
-                    "INSERT INTO counter_days (namespace, key, day, hits) VALUES (?1, ?2, {TODAY}, ?3)
-                     ON CONFLICT (namespace, key, day)
-                     DO UPDATE SET hits = max(-?4, min(?4, hits + excluded.hits))"
-                ))
-                .bind(&id.namespace)
-                .bind(&id.key)
-                .bind(amount)
-                .bind(MAX_MAGNITUDE)
-                .execute(&mut *tx)
-                .await?;
-                committed.push(Committed {
-                    id: id.clone(),
-                    value,
-                    epoch,
-                });
-            }
-            tx.commit().await?;
-            Ok(Applied::Now {
-                committed,
-                created,
-                refused,
-            })
+            let applied = apply_in(&mut tx, writer_id, seq, deltas, may_create).await?;
+            finish(tx, &applied).await?;
+            Ok(applied)
         })
         .await
+    }
+
+    /// `apply_batch` with the batch's request ids, in its transaction: ids
+    /// already recorded leave everything as it was and are answered with
+    /// their numbers; otherwise each id of a committed counter is recorded
+    /// with its number. The write lock is taken first, so no other writer
+    /// can record an id between the lookup and the insert.
+    pub async fn apply_claimed(
+        &self,
+        writer_id: &str,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+        claims: &[Claim],
+        may_create: bool,
+    ) -> Result<Claimed, StoreError> {
+        bounded(self.timeout, async {
+            let mut tx = self.writer_pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut repeated = Vec::new();
+            for claim in claims {
+                let seen: Option<(i64,)> = sqlx::query_as(
+                    "SELECT number FROM request_ids WHERE id = ?1 AND namespace = ?2 AND key = ?3",
+                )
+                .bind(&claim.request_id)
+                .bind(&claim.counter.namespace)
+                .bind(&claim.counter.key)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((number,)) = seen {
+                    repeated.push(Repeat {
+                        counter: claim.counter.clone(),
+                        request_id: claim.request_id.clone(),
+                        number,
+                    });
+                }
+            }
+            if !repeated.is_empty() {
+                tx.rollback().await?;
+                return Ok(Claimed::Repeated(repeated));
+            }
+            let applied = apply_in(&mut tx, writer_id, seq, deltas, may_create).await?;
+            if let Applied::Now { committed, .. } = &applied {
+                for claim in claims {
+                    let Some(after) = committed.iter().find(|c| c.id == claim.counter) else {
+                        continue;
+                    };
+                    let delta = deltas
+                        .iter()
+                        .find(|(id, _)| id == &claim.counter)
+                        .map_or(0, |(_, d)| *d);
+                    sqlx::query(
+                        "INSERT INTO request_ids (id, namespace, key, number) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .bind(&claim.request_id)
+                    .bind(&claim.counter.namespace)
+                    .bind(&claim.counter.key)
+                    .bind(after.value - delta + claim.position)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            finish(tx, &applied).await?;
+            Ok(Claimed::Applied(applied))
+        })
+        .await
+    }
+
+    pub async fn prune_request_ids(&self, keep: Duration) -> Result<u64, StoreError> {
+        let done = bounded(
+            self.timeout,
+            sqlx::query(&format!(
+                "DELETE FROM request_ids WHERE at_ms < {NOW_MS} - ?1"
+            ))
+            .bind(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn reset(&self, id: &CounterId) -> Result<i64, StoreError> {
@@ -550,3 +547,108 @@ impl SqliteStore {
     }
 }
 // --- End of export and import. ---
+
+/// Commits a batch's transaction, or rolls back one that was applied before.
+async fn finish(
+    tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    applied: &Applied,
+) -> Result<(), sqlx::Error> {
+    match applied {
+        Applied::Before => tx.rollback().await?,
+        Applied::Now { .. } => tx.commit().await?,
+    }
+    Ok(())
+}
+
+/// The batch's changes inside `tx` (which holds the write lock): the
+/// writer's progress row, then each counter and its day, unless the batch
+/// was applied before.
+async fn apply_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    writer_id: &str,
+    seq: i64,
+    deltas: &[(CounterId, i64)],
+    may_create: bool,
+) -> Result<Applied, sqlx::Error> {
+    let progress = sqlx::query(&format!(
+        "INSERT INTO writer_progress (writer_id, last_batch) VALUES (?1, ?2)
+         ON CONFLICT (writer_id) DO UPDATE
+             SET last_batch = excluded.last_batch, updated_ms = {NOW_MS}
+             WHERE writer_progress.last_batch < excluded.last_batch"
+    ))
+    .bind(writer_id)
+    .bind(seq)
+    .execute(&mut **tx)
+    .await?;
+    if progress.rows_affected() == 0 {
+        return Ok(Applied::Before);
+    }
+    let mut committed = Vec::with_capacity(deltas.len());
+    let mut refused = Vec::new();
+    let mut created = 0;
+    for (id, amount) in deltas {
+        // Inside the write lock: what this reads cannot change before
+        // the transaction ends.
+        let current: Option<(i64,)> =
+            sqlx::query_as("SELECT value FROM counters WHERE namespace = ?1 AND key = ?2")
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let (value, epoch): (i64, i64) = match current {
+            Some((value,)) => {
+                let Some(sum) = value.checked_add(*amount).filter(|s| in_range(*s)) else {
+                    refused.push((id.clone(), Refusal::OutOfRange));
+                    continue;
+                };
+                sqlx::query_as(&format!(
+                    "UPDATE counters SET value = ?3, updated_ms = {NOW_MS}
+                     WHERE namespace = ?1 AND key = ?2 RETURNING value, epoch"
+                ))
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .bind(sum)
+                .fetch_one(&mut **tx)
+                .await?
+            }
+            None if may_create => {
+                created += 1;
+                sqlx::query_as(
+                    "INSERT INTO counters (namespace, key, value, update_lowerbound)
+                     VALUES (?1, ?2, ?3, 0)
+                     RETURNING value, epoch",
+                )
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .bind(amount)
+                .fetch_one(&mut **tx)
+                .await?
+            }
+            None => {
+                refused.push((id.clone(), Refusal::NotCreated));
+                continue;
+            }
+        };
+        sqlx::query(&format!(
+            "INSERT INTO counter_days (namespace, key, day, hits) VALUES (?1, ?2, {TODAY}, ?3)
+             ON CONFLICT (namespace, key, day)
+             DO UPDATE SET hits = max(-?4, min(?4, hits + excluded.hits))"
+        ))
+        .bind(&id.namespace)
+        .bind(&id.key)
+        .bind(amount)
+        .bind(MAX_MAGNITUDE)
+        .execute(&mut **tx)
+        .await?;
+        committed.push(Committed {
+            id: id.clone(),
+            value,
+            epoch,
+        });
+    }
+    Ok(Applied::Now {
+        committed,
+        created,
+        refused,
+    })
+}

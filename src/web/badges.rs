@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{NamespacePath, Params, PathParams};
+use super::extract::{NamespacePath, Params, PathParams, RequestId};
 use super::state::AppState;
 use crate::counter::CounterId;
 
@@ -53,6 +53,7 @@ pub async fn badge(
     State(state): State<AppState>,
     PathParams(path): PathParams,
     params: Params,
+    RequestId(request_id): RequestId,
 ) -> Result<axum::response::Response, AppError> {
     use axum::http::header;
     use axum::response::IntoResponse;
@@ -81,7 +82,11 @@ pub async fn badge(
     };
 
     let total = if params.bool("hit")?.unwrap_or(true) {
-        state.engine.hit(id.clone()).await?.value
+        state
+            .engine
+            .add_once(id.clone(), 1, request_id)
+            .await?
+            .value
     } else {
         state.engine.get(&id).await?.unwrap_or(0)
     };

@@ -16,7 +16,7 @@ use axum::response::Response;
 use super::bodies::{HistoryBody, InfoBody, NO_EXPIRY_TTL, StatsBody, ValueBody};
 use super::compat;
 use super::error::{AppError, ErrorBody, NoValueBody};
-use super::extract::{Counter, KeyPath, NamespacePath, Params};
+use super::extract::{Counter, KeyPath, NamespacePath, Params, RequestId};
 use super::state::{AppState, existing};
 use crate::counter::CounterId;
 
@@ -33,11 +33,15 @@ pub const MAX_HISTORY_DAYS: u32 = 366;
         (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, description = "neither the record nor the cache can count it; nothing counted", body = ErrorBody),
     ))]
-pub async fn hit(State(state): State<AppState>, Counter(id): Counter) -> Response {
+pub async fn hit(
+    State(state): State<AppState>,
+    Counter(id): Counter,
+    RequestId(request_id): RequestId,
+) -> Response {
     let path = compat::x_path(&id);
     let answer = state
         .engine
-        .hit(id)
+        .add_once(id, 1, request_id)
         .await
         .map(|hit| Json(ValueBody { value: hit.value }))
         .map_err(AppError::from);
@@ -78,20 +82,22 @@ pub async fn update(
     State(state): State<AppState>,
     Counter(id): Counter,
     params: Params,
+    RequestId(request_id): RequestId,
 ) -> Response {
     let path = compat::x_path(&id);
-    compat::with_path(path, add_amount(&state, id, &params).await)
+    compat::with_path(path, add_amount(&state, id, &params, request_id).await)
 }
 
 async fn add_amount(
     state: &AppState,
     id: CounterId,
     params: &Params,
+    request_id: Option<String>,
 ) -> Result<Json<ValueBody>, AppError> {
     let amount = params.required_int("amount")?;
     let info = existing(state, &id).await?;
     info.admit(amount)?;
-    let hit = state.engine.add(id, amount).await?;
+    let hit = state.engine.add_once(id, amount, request_id).await?;
     Ok(Json(ValueBody { value: hit.value }))
 }
 

@@ -143,6 +143,51 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
+/// The request's id (`X-Request-Id`; nginx sets it to its `$request_id`,
+/// 32 hex digits, overwriting whatever the client sent, and sends the same
+/// id with each retry), joined with the client's address. The writer answers
+/// a repeated id with its first number instead of counting it again, so:
+///
+/// - an id is scoped to its client (the address [`Client`] decided, which a
+///   retry through nginx keeps) and, in the record, to its counter: a
+///   stranger's header can only ever match the stranger's own hits;
+/// - only something that looks like an id is taken (16 to 64 of
+///   `A-Z a-z 0-9 - _ .`: nginx's, a UUID, a ULID). Anything else is
+///   ignored, never refused: the header may be set by a proxy or a library
+///   the client does not control, and without an id a hit is counted as it
+///   always was.
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(id) = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| is_request_id(id))
+        else {
+            return Ok(Self(None));
+        };
+        let client = parts
+            .extensions
+            .get::<Guarded>()
+            .and_then(|guarded| guarded.client.addr);
+        Ok(Self(Some(match client {
+            Some(addr) => format!("{id}@{addr}"),
+            None => format!("{id}@-"),
+        })))
+    }
+}
+
+fn is_request_id(id: &str) -> bool {
+    (16..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// The namespace path parameter, for the OpenAPI description.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -159,4 +204,21 @@ pub struct NamespacePath {
 pub struct KeyPath {
     /// `^[A-Za-z0-9_\-.]{3,64}$`
     key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_request_id;
+
+    #[test]
+    fn request_ids_look_like_nginx_uuid_or_ulid_ids() {
+        assert!(is_request_id("0123456789abcdef0123456789abcdef"));
+        assert!(is_request_id("123e4567-e89b-12d3-a456-426614174000"));
+        assert!(is_request_id("01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+        assert!(!is_request_id("short"));
+        assert!(!is_request_id(""));
+        assert!(!is_request_id(&"a".repeat(65)));
+        assert!(!is_request_id("has space in it 0123456789"));
+        assert!(!is_request_id("0123456789abcdef\n0123456789ab"));
+    }
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth;
 use super::error::{AppError, ErrorBody};
+use super::extract::RequestId;
 use super::state::AppState;
 use crate::client::Client;
 use crate::counter::CounterId;
@@ -20,8 +21,14 @@ use crate::counter::CounterId;
         (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
         (status = 503, description = "nothing counted", body = ErrorBody),
     ))]
-pub async fn index(State(state): State<AppState>) -> Result<Response, AppError> {
-    let hit = state.engine.hit(CounterId::seed_page()).await?;
+pub async fn index(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+) -> Result<Response, AppError> {
+    let hit = state
+        .engine
+        .add_once(CounterId::seed_page(), 1, request_id)
+        .await?;
     let body = format!(
         "{} This page has been viewed {} time(s).",
         state.greeting, hit.value

@@ -20,6 +20,7 @@ mod layers;
 mod monitoring;
 mod pages;
 mod readme;
+mod retries;
 mod seed;
 mod shutdown;
 mod startup;

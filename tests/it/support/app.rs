@@ -306,6 +306,7 @@ async fn router(
             max_batch: 4096,
             batch_linger: Duration::from_millis(3),
             max_counters: 1_000_000,
+            request_ids: false,
         },
     );
     hitcounter::web::router(hitcounter::web::AppState {

@@ -5,8 +5,10 @@
 
 pub mod app;
 pub mod load;
+pub mod nginx;
 pub mod servers;
 
 pub use app::*;
 pub use load::*;
+pub use nginx::*;
 pub use servers::*;
