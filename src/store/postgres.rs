@@ -69,6 +69,41 @@ impl OutageMark {
     }
 }
 
+/// The counting part of the batch statement, shared by `apply_batch` and
+/// `apply_claimed` (which differ only in what decides `progress` and what
+/// they answer): `batch` (the deltas, only if `progress` advanced),
+/// `applied` (each counter's new value, guarded to stay within
+/// ±`MAX_MAGNITUDE`) and `days` (today's totals, saturating). Parameters:
+/// $3-$5 the deltas, $6 `MAX_MAGNITUDE`. While the quota is full
+/// (`may_create` false) a missing counter is not created.
+fn counting_ctes(may_create: bool) -> String {
+    const EXISTING_ONLY: &str = "WHERE EXISTS (SELECT 1 FROM counters e
+                                  WHERE e.namespace = b.namespace AND e.key = b.key)";
+    format!(
+        "batch AS (
+                 SELECT t.namespace, t.key, t.amount
+                 FROM unnest($3::text[], $4::text[], $5::bigint[]) AS t(namespace, key, amount)
+                 WHERE EXISTS (SELECT 1 FROM progress)
+             ),
+             applied AS (
+                 INSERT INTO counters AS c (namespace, key, value, update_lowerbound)
+                 SELECT b.namespace, b.key, b.amount, 0 FROM batch b {filter}
+                 ON CONFLICT (namespace, key) DO UPDATE
+                     SET value = c.value + EXCLUDED.value, updated_at = now()
+                     WHERE c.value + EXCLUDED.value BETWEEN -$6 AND $6
+                 RETURNING c.namespace, c.key, c.value, c.epoch, (c.xmax = 0) AS created
+             ),
+             days AS (
+                 INSERT INTO counter_days AS d (namespace, key, day, hits)
+                 SELECT a.namespace, a.key, (now() AT TIME ZONE 'UTC')::date, b.amount
+                 FROM applied a JOIN batch b USING (namespace, key)
+                 ON CONFLICT (namespace, key, day) DO UPDATE
+                     SET hits = LEAST(GREATEST(d.hits + EXCLUDED.hits, -$6), $6)
+             )",
+        filter = if may_create { "" } else { EXISTING_ONLY },
+    )
+}
+
 #[derive(Clone)]
 pub struct PgStore {
     /// Reads, admin writes, migrations.
@@ -154,9 +189,6 @@ impl PgStore {
         deltas: &[(CounterId, i64)],
         may_create: bool,
     ) -> Result<Applied, StoreError> {
-        // Only while the quota is full: a missing counter is not created.
-        const EXISTING_ONLY: &str = "WHERE EXISTS (SELECT 1 FROM counters e
-                                  WHERE e.namespace = b.namespace AND e.key = b.key)";
         let sql = format!(
             "WITH progress AS (
                  INSERT INTO writer_progress (writer_id, last_batch) VALUES ($1, $2)
@@ -165,31 +197,12 @@ impl PgStore {
                      WHERE writer_progress.last_batch < EXCLUDED.last_batch
                  RETURNING 1
              ),
-             batch AS (
-                 SELECT t.namespace, t.key, t.amount
-                 FROM unnest($3::text[], $4::text[], $5::bigint[]) AS t(namespace, key, amount)
-                 WHERE EXISTS (SELECT 1 FROM progress)
-             ),
-             applied AS (
-                 INSERT INTO counters AS c (namespace, key, value, update_lowerbound)
-                 SELECT b.namespace, b.key, b.amount, 0 FROM batch b {filter}
-                 ON CONFLICT (namespace, key) DO UPDATE
-                     SET value = c.value + EXCLUDED.value, updated_at = now()
-                     WHERE c.value + EXCLUDED.value BETWEEN -$6 AND $6
-                 RETURNING c.namespace, c.key, c.value, c.epoch, (c.xmax = 0) AS created
-             ),
-             days AS (
-                 INSERT INTO counter_days AS d (namespace, key, day, hits)
-                 SELECT a.namespace, a.key, (now() AT TIME ZONE 'UTC')::date, b.amount
-                 FROM applied a JOIN batch b USING (namespace, key)
-                 ON CONFLICT (namespace, key, day) DO UPDATE
-                     SET hits = LEAST(GREATEST(d.hits + EXCLUDED.hits, -$6), $6)
-             )
+             {counting}
              SELECT namespace, key, value, epoch, created FROM applied
              UNION ALL
              -- The marker of a batch applied before: nothing was changed.
              SELECT NULL, NULL, NULL, NULL, NULL WHERE NOT EXISTS (SELECT 1 FROM progress)",
-            filter = if may_create { "" } else { EXISTING_ONLY },
+            counting = counting_ctes(may_create),
         );
         let namespaces: Vec<&str> = deltas.iter().map(|(id, _)| id.namespace.as_str()).collect();
         let keys: Vec<&str> = deltas.iter().map(|(id, _)| id.key.as_str()).collect();
@@ -278,8 +291,6 @@ impl PgStore {
         claims: &[Claim],
         may_create: bool,
     ) -> Result<Claimed, StoreError> {
-        const EXISTING_ONLY: &str = "WHERE EXISTS (SELECT 1 FROM counters e
-                                  WHERE e.namespace = b.namespace AND e.key = b.key)";
         let sql = format!(
             "WITH seen AS (
                  -- One index lookup per id, as a subquery: as a join, the
@@ -304,26 +315,7 @@ impl PgStore {
                      WHERE writer_progress.last_batch < EXCLUDED.last_batch
                  RETURNING 1
              ),
-             batch AS (
-                 SELECT t.namespace, t.key, t.amount
-                 FROM unnest($3::text[], $4::text[], $5::bigint[]) AS t(namespace, key, amount)
-                 WHERE EXISTS (SELECT 1 FROM progress)
-             ),
-             applied AS (
-                 INSERT INTO counters AS c (namespace, key, value, update_lowerbound)
-                 SELECT b.namespace, b.key, b.amount, 0 FROM batch b {filter}
-                 ON CONFLICT (namespace, key) DO UPDATE
-                     SET value = c.value + EXCLUDED.value, updated_at = now()
-                     WHERE c.value + EXCLUDED.value BETWEEN -$6 AND $6
-                 RETURNING c.namespace, c.key, c.value, c.epoch, (c.xmax = 0) AS created
-             ),
-             days AS (
-                 INSERT INTO counter_days AS d (namespace, key, day, hits)
-                 SELECT a.namespace, a.key, (now() AT TIME ZONE 'UTC')::date, b.amount
-                 FROM applied a JOIN batch b USING (namespace, key)
-                 ON CONFLICT (namespace, key, day) DO UPDATE
-                     SET hits = LEAST(GREATEST(d.hits + EXCLUDED.hits, -$6), $6)
-             ),
+             {counting},
              ids AS (
                  INSERT INTO request_ids (id, namespace, key, number)
                  SELECT t.id, t.namespace, t.key, a.value - b.amount + t.pos
@@ -339,7 +331,7 @@ impl PgStore {
              WHERE NOT EXISTS (SELECT 1 FROM progress) AND NOT EXISTS (SELECT 1 FROM seen)
              UNION ALL
              SELECT namespace, key, number, NULL, NULL, id FROM seen",
-            filter = if may_create { "" } else { EXISTING_ONLY },
+            counting = counting_ctes(may_create),
         );
         let namespaces: Vec<&str> = deltas.iter().map(|(id, _)| id.namespace.as_str()).collect();
         let keys: Vec<&str> = deltas.iter().map(|(id, _)| id.key.as_str()).collect();
