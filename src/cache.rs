@@ -3,15 +3,54 @@
 //!
 //! Each counter is a hash `{prefix}:c:{namespace}:{key}` with fields `e` (the
 //! record's epoch, which grows on reset) and `v` (the live value). The cache
-//! is only ever moved by two scripts:
-//! - `raise`: after a commit, set (e, v) if it is newer than what is there
-//!   (higher epoch, or same epoch and higher value). Order of arrival does not
+//! is only ever moved by these scripts:
+//! - `number`: after a commit of new hits, hand out their numbers (see
+//!   below); `settle`: held increments were written to the record.
+//! - `raise`: after a commit that Redis did not number (it was down), or a
+//!   set or reset, set (e, v) if it is newer than what is there (higher
+//!   epoch, or same epoch and higher value). Order of arrival does not
 //!   matter, so a late write can never move a counter backwards.
 //! - `incr_existing`: while PostgreSQL is down, add to counters that exist and
 //!   leave missing ones alone. A missing key is never incremented: that would
 //!   restart the count at 1. An increment that would take the value out of
 //!   ±(2^53 - 1) is refused (the record would refuse it too, after the hit
 //!   had been acknowledged).
+//!
+//! # Who numbers hits, and how the numbering passes between the two
+//!
+//! Each hash also has `m` (set while Redis numbers the counter's commits) and
+//! `h` (increments Redis numbered while the record was down and that are not
+//! written to it yet, over all processes). Two modes:
+//!
+//! | mode | a commit that added `d` and left the record at `V` is numbered | `v` after it |
+//! |------|------------------------------------------------------------------|--------------|
+//! | record (no `m`) | `V` | `max(v, V)`: every number given so far |
+//! | Redis (`m` set) | `v + d` | `v + d` |
+//!
+//! - `incr_existing` (the record is down) numbers from `v`: it takes
+//!   `(v, v + d]`, adds `d` to `h` and sets `m`. Since in record mode `v` is
+//!   raised by `number` before a commit is answered, `v` is at or above every
+//!   number the record gave: Redis's numbers start above them.
+//! - Back from the outage, the held increments reach the record over a few
+//!   moments, from whichever process holds them (each `settle`s them: `h`
+//!   goes down). Until they all have, the record is behind the numbers
+//!   already given, so commits are numbered `v + d` (`m` is set), and every
+//!   number still comes from one atomic `v += d`: no two ranges meet.
+//! - Numbering goes back to the record when `h` is 0 and a commit finds the
+//!   record level with `v` (`V - d == v`): every increment before it in the
+//!   record has been numbered and every number given is in the record, so
+//!   from here the record's values are free. One writer per process commits
+//!   and then numbers, one batch at a time, so with two processes a commit
+//!   cannot find the record level while another's is between its commit and
+//!   its numbering; with three or more, two such commits of exactly equal
+//!   sums could (documented in docs/architecture.md).
+//! - A missing key (a new counter, a restarted Redis) or one of an older
+//!   epoch (the record was reset) is seeded with `V`, in record mode.
+//!
+//! While Redis is down the record's values are the numbers and the sync task
+//! raises the cache to them later. Increments lost with a process that held
+//! them leave `h` above 0 for good: that counter stays in Redis mode (its
+//! numbers still unique), until a reset.
 //!
 //! The sync task's backlog (what it owes a Redis that is down) holds at most
 //! `MAX_OWED` counters; past that the oldest-keyed are forgotten, which costs
@@ -33,6 +72,8 @@ use tokio::sync::mpsc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::breaker::Breaker;
+#[cfg(test)]
+use crate::counter::in_range;
 use crate::counter::{Committed, CounterId};
 
 const RAISE: &str = r"
@@ -41,8 +82,11 @@ for i, k in ipairs(KEYS) do
   local v = tonumber(ARGV[2 * i])
   local cur = redis.call('HMGET', k, 'e', 'v')
   local ce = tonumber(cur[1])
-  if ce == nil or e > ce or (e == ce and v > tonumber(cur[2])) then
+  if ce == nil or e > ce then
     redis.call('HSET', k, 'e', ARGV[2 * i - 1], 'v', ARGV[2 * i])
+    redis.call('HDEL', k, 'm', 'h')
+  elseif e == ce and v > tonumber(cur[2]) then
+    redis.call('HSET', k, 'v', ARGV[2 * i])
   end
 end
 return #KEYS
@@ -64,10 +108,59 @@ for i, k in ipairs(KEYS) do
       out[i] = 'range'
     else
       out[i] = redis.call('HINCRBY', k, 'v', ARGV[i])
+      redis.call('HINCRBY', k, 'h', ARGV[i])
+      redis.call('HSET', k, 'm', '1')
     end
   end
 end
 return out
+";
+
+// Per key, for a commit of a batch of sum d that left the record at V: the
+// batch's last number (see "Who numbers hits"). Lua numbers are doubles,
+// exact within ±(2^53 - 1).
+const NUMBER: &str = r"
+local max = 9007199254740991
+local out = {}
+for i, k in ipairs(KEYS) do
+  local e = ARGV[3 * i - 2]
+  local V = tonumber(ARGV[3 * i - 1])
+  local d = tonumber(ARGV[3 * i])
+  local cur = redis.call('HMGET', k, 'e', 'v', 'm', 'h')
+  local ce = tonumber(cur[1])
+  local n = V
+  if ce == nil or tonumber(e) > ce then
+    redis.call('HSET', k, 'e', e, 'v', ARGV[3 * i - 1])
+    redis.call('HDEL', k, 'm', 'h')
+  elseif tonumber(e) == ce then
+    local v = tonumber(cur[2])
+    if cur[3] and not ((tonumber(cur[4]) or 0) <= 0 and V - d == v) then
+      if v + d <= max and v + d >= -max then
+        n = v + d
+        redis.call('HSET', k, 'v', string.format('%d', n))
+      end
+    else
+      if cur[3] then
+        redis.call('HDEL', k, 'm', 'h')
+      end
+      if V > v then
+        redis.call('HSET', k, 'v', ARGV[3 * i - 1])
+      end
+    end
+  end
+  out[i] = n
+end
+return out
+";
+
+// Per key: held increments of that sum were written to the record.
+const SETTLE: &str = r"
+for i, k in ipairs(KEYS) do
+  if redis.call('HEXISTS', k, 'h') == 1 then
+    redis.call('HINCRBY', k, 'h', -tonumber(ARGV[i]))
+  end
+end
+return #KEYS
 ";
 
 /// Most counters the sync task keeps owing to a Redis that is down.
@@ -118,6 +211,8 @@ enum Backend {
         conn: ConnectionManager,
         raise: Script,
         incr_existing: Script,
+        number: Script,
+        settle: Script,
     },
     /// An in-memory cache for the writer's unit tests.
     #[cfg(test)]
@@ -129,6 +224,8 @@ enum Backend {
 #[derive(Debug, Default)]
 pub struct FakeCache {
     pub values: BTreeMap<CounterId, i64>,
+    /// Counters in Redis mode, with their held increments.
+    pub held: BTreeMap<CounterId, i64>,
     pub down: bool,
 }
 
@@ -172,6 +269,8 @@ impl Cache {
                 conn,
                 raise: Script::new(RAISE),
                 incr_existing: Script::new(INCR_EXISTING),
+                number: Script::new(NUMBER),
+                settle: Script::new(SETTLE),
             },
             prefix: config.key_prefix.clone(),
             timeout,
@@ -259,6 +358,87 @@ impl Cache {
             .map(|_| ())
     }
 
+    /// Numbers a commit of new hits: for each counter, the record's state
+    /// after it and the batch's sum `d`, the last number of the batch (see
+    /// "Redis hands out the numbers"). One round trip for the whole batch.
+    pub async fn number(&self, commits: &[(&Committed, i64)]) -> Result<Vec<i64>, CacheError> {
+        if commits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (conn, number) = match &self.backend {
+            Backend::Redis { conn, number, .. } => (conn, number),
+            #[cfg(test)]
+            Backend::Fake(state) => {
+                let mut state = Self::fake_state(state)?;
+                let state = &mut *state;
+                return Ok(commits
+                    .iter()
+                    .map(|(row, d)| {
+                        let (id, value) = (&row.id, row.value);
+                        let Some(v) = state.values.get(id).copied() else {
+                            state.values.insert(id.clone(), value);
+                            return value;
+                        };
+                        match state.held.get(id) {
+                            Some(&h) if !(h <= 0 && value - d == v) && in_range(v + d) => {
+                                state.values.insert(id.clone(), v + d);
+                                v + d
+                            }
+                            Some(_) => {
+                                state.held.remove(id);
+                                state.values.insert(id.clone(), v.max(value));
+                                value
+                            }
+                            None => {
+                                state.values.insert(id.clone(), v.max(value));
+                                value
+                            }
+                        }
+                    })
+                    .collect());
+            }
+        };
+        let mut invocation = number.prepare_invoke();
+        for (row, d) in commits {
+            invocation
+                .key(self.key(&row.id))
+                .arg(row.epoch)
+                .arg(row.value)
+                .arg(*d);
+        }
+        let mut conn = conn.clone();
+        self.bounded(invocation.invoke_async::<Vec<i64>>(&mut conn))
+            .await
+    }
+
+    /// Held increments (numbered by `incr_existing`) are now in the record.
+    pub async fn settle(&self, written: &[(CounterId, i64)]) -> Result<(), CacheError> {
+        if written.is_empty() {
+            return Ok(());
+        }
+        let (conn, settle) = match &self.backend {
+            Backend::Redis { conn, settle, .. } => (conn, settle),
+            #[cfg(test)]
+            Backend::Fake(state) => {
+                let mut state = Self::fake_state(state)?;
+                for (id, d) in written {
+                    if let Some(h) = state.held.get_mut(id) {
+                        *h -= d;
+                    }
+                }
+                return Ok(());
+            }
+        };
+        let mut invocation = settle.prepare_invoke();
+        for (id, d) in written {
+            invocation.key(self.key(id)).arg(*d);
+        }
+        let mut conn = conn.clone();
+        self.bounded(invocation.invoke_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
     /// Adds each amount to its counter if the counter is in the cache and
     /// the sum stays in range. One answer per counter, in order.
     pub async fn incr_existing(
@@ -277,15 +457,15 @@ impl Cache {
             #[cfg(test)]
             Backend::Fake(state) => {
                 let mut state = Self::fake_state(state)?;
+                let state = &mut *state;
                 return Ok(amounts
                     .iter()
                     .map(|(id, amount)| match state.values.get_mut(*id) {
                         None => Incremented::Missing,
-                        Some(v) if !crate::counter::in_range(*v + amount) => {
-                            Incremented::OutOfRange
-                        }
+                        Some(v) if !in_range(*v + amount) => Incremented::OutOfRange,
                         Some(v) => {
                             *v += amount;
+                            *state.held.entry((*id).clone()).or_default() += amount;
                             Incremented::To(*v)
                         }
                     })
@@ -349,9 +529,10 @@ impl Cache {
 /// (the cache is only behind until the counters' next commits).
 const SYNC_QUEUE: usize = 1024;
 
-/// Keeps the cache level with the record, off the hit path.
+/// Keeps the cache level with the record, off the hit path, when the writer
+/// could not number a commit through Redis (`Cache::number`).
 ///
-/// The writer sends every committed state here; this task raises the cache
+/// The writer sends those committed states here; this task raises the cache
 /// to them in batches. States it could not write (Redis down, breaker open)
 /// are kept, newest per counter, up to `MAX_OWED` counters, and written when
 /// Redis answers again, so a restarted Redis is refilled without waiting for

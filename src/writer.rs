@@ -5,14 +5,23 @@
 //!
 //! | PostgreSQL | Redis | a hit is answered with                         | guarantee                                  |
 //! |------------|-------|------------------------------------------------|--------------------------------------------|
-//! | up         | any   | its number from the commit (`UPDATE .. RETURNING`) | acknowledged => committed; numbers unique |
+//! | up         | up    | its number from Redis, after the commit        | acknowledged => committed; numbers unique  |
+//! | up         | down  | its number from the commit (`UPDATE .. RETURNING`) | acknowledged => committed; numbers unique among the record's |
 //! | down       | up    | its number from Redis, at once                 | acknowledged => counted (kept in `pending`, written when PostgreSQL returns); lost only if this process dies first |
 //! | down       | down  | `503`                                          | nothing counted                            |
 //!
-//! While PostgreSQL is up the number always comes from the record, so a Redis
-//! failure or restart never changes how hits are numbered. After every commit
-//! the cache is raised to the committed values (off the hit path, in the
-//! background), so that it can take over the numbering if PostgreSQL fails.
+//! While PostgreSQL and Redis are both up, Redis hands out the numbers of
+//! committed hits (`Cache::number`, one round trip per batch, after the
+//! commit and before the answer): increments numbered by Redis during an
+//! outage, held by this or another process and not yet written, put the
+//! record behind the numbers already given, and numbering commits from the
+//! record would give those numbers again. The count is always the record's;
+//! the numbers of a counter's hits are `1..=n` in the order Redis saw the
+//! batches, which across processes may differ from the record's order
+//! (`cache.rs`, "Redis hands out the numbers"). Redis thus ends each commit
+//! at the last number given, ready to take over if PostgreSQL fails. With
+//! Redis down the record's values are the numbers, and the cache is raised
+//! to them later, off the hit path.
 //!
 //! # One counter's failure stays with that counter
 //!
@@ -598,8 +607,7 @@ impl Writer {
                     self.commit_time = (self.commit_time * 4 + took) / 5;
                     crate::metrics::record_commit(self.last_batch_size, took);
                     self.note_created(created);
-                    answer_committed(self.store.kind(), groups, &committed, &refused);
-                    self.raise_cache(committed);
+                    self.answer_new(groups, committed, &refused).await;
                 }
                 Ok(Applied::Before) => {
                     // A fresh seq cannot have been applied unless two writers
@@ -647,8 +655,7 @@ impl Writer {
                     self.note_created(created);
                     let mut one = Groups::new();
                     one.insert(id, group);
-                    answer_committed(self.store.kind(), one, &committed, &refused);
-                    self.raise_cache(committed);
+                    self.answer_new(one, committed, &refused).await;
                 }
                 Ok(Applied::Before) => group.fail(HitError::WriteRejected {
                     record: self.store.kind(),
@@ -783,6 +790,62 @@ impl Writer {
         }
     }
 
+    /// Answers new hits from their commit. With a cache, their numbers come
+    /// through it (`Cache::number`): increments held by some process while
+    /// PostgreSQL was down were numbered by Redis and may not be in the
+    /// record yet, and the record's values would give those numbers again.
+    /// Without a cache, or with Redis down, the record's values are the
+    /// numbers and the cache is raised to them later.
+    async fn answer_new(
+        &mut self,
+        groups: Groups,
+        committed: Vec<Committed>,
+        refused: &[(CounterId, Refusal)],
+    ) {
+        let record = self.store.kind();
+        match self.number(&groups, &committed).await {
+            Some(numbered) => answer_committed(record, groups, &numbered, refused),
+            None => {
+                answer_committed(record, groups, &committed, refused);
+                self.raise_cache(committed);
+            }
+        }
+    }
+
+    /// The committed rows with each value replaced by the batch's last
+    /// number from the cache; `None` when there is no cache to ask or it
+    /// failed (the breaker sees the failure).
+    async fn number(&self, groups: &Groups, committed: &[Committed]) -> Option<Vec<Committed>> {
+        let cache = self.cache.as_ref()?;
+        if committed.is_empty() || !self.cache_breaker.allow() {
+            return None;
+        }
+        let commits: Vec<(&Committed, i64)> = committed
+            .iter()
+            .filter_map(|row| groups.get(&row.id).map(|group| (row, group.total())))
+            .collect();
+        match cache.number(&commits).await {
+            Ok(lasts) => {
+                self.cache_breaker.record_success();
+                Some(
+                    commits
+                        .into_iter()
+                        .zip(lasts)
+                        .map(|((row, _), last)| Committed {
+                            id: row.id.clone(),
+                            value: last,
+                            epoch: row.epoch,
+                        })
+                        .collect(),
+                )
+            }
+            Err(error) => {
+                self.cache_breaker.record_failure(&error);
+                None
+            }
+        }
+    }
+
     /// PostgreSQL is down: number the hits from Redis. `in_backlog` is the
     /// seq of the first backlog batch that holds these hits' increments (a
     /// failed commit: they are the backlog's last batches); otherwise they
@@ -898,8 +961,10 @@ impl Writer {
                 Ok(applied) => {
                     let hits: i64 = deltas.iter().map(|(_, d)| *d).fold(0, i64::saturating_add);
                     match applied {
+                        // Redis numbered these increments when it answered
+                        // them: its values hold them already.
                         Applied::Now {
-                            committed,
+                            committed: _,
                             created,
                             refused,
                         } => {
@@ -915,7 +980,6 @@ impl Writer {
                                     deltas.iter().find(|(c, _)| c == &id).map_or(0, |(_, d)| *d);
                                 report_lost(&id, lost, &format!("{refusal:?}"));
                             }
-                            self.raise_cache(committed);
                         }
                         Applied::Before => {
                             tracing::info!(
@@ -926,6 +990,7 @@ impl Writer {
                         }
                     }
                     self.backlog.pop_front();
+                    self.settle(&deltas).await;
                     flushed = true;
                 }
                 Err(error) if error.kind() == FailureKind::Data => {
@@ -938,8 +1003,9 @@ impl Writer {
                                 deltas: vec![delta],
                             });
                         }
-                    } else if let Some((id, lost)) = deltas.into_iter().next() {
-                        report_lost(&id, lost, &error.to_string());
+                    } else if let Some((id, lost)) = deltas.first() {
+                        report_lost(id, *lost, &error.to_string());
+                        self.settle(&deltas).await;
                     }
                     flushed = true;
                 }
@@ -953,6 +1019,24 @@ impl Writer {
             self.publish_unwritten();
         }
         true
+    }
+
+    /// Tells the cache that held increments (numbered by it while the record
+    /// was down) have left this process: written, or lost. Until every
+    /// process has, Redis numbers the counter's commits. Best effort: if
+    /// Redis misses it, the counter stays numbered by Redis (still unique).
+    async fn settle(&self, deltas: &[(CounterId, i64)]) {
+        let Some(cache) = &self.cache else { return };
+        if !self.cache_breaker.allow() {
+            return;
+        }
+        match cache.settle(deltas).await {
+            Ok(()) => self.cache_breaker.record_success(),
+            Err(error) => {
+                tracing::warn!(%error, "could not tell Redis that held increments were written; their counters stay numbered by Redis");
+                self.cache_breaker.record_failure(&error);
+            }
+        }
     }
 
     /// Hands committed values to the cache sync task: the hit path never
@@ -1159,6 +1243,10 @@ mod tests {
             self.store.lock().down = down;
         }
 
+        fn with_cache<T>(&self, f: impl FnOnce(&mut FakeCache) -> T) -> T {
+            f(&mut self.cache.as_ref().unwrap().lock().unwrap())
+        }
+
         fn set_cache_down(&self, down: bool) {
             self.cache.as_ref().unwrap().lock().unwrap().down = down;
         }
@@ -1261,6 +1349,60 @@ mod tests {
         rig.wait_written().await;
         assert_eq!(rig.recorded("aaa"), Some(12));
         assert_eq!(rig.hit("aaa").await, durable(13));
+    }
+
+    #[tokio::test]
+    async fn after_an_outage_commits_are_numbered_by_redis_until_the_record_catches_up() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 10);
+        // Another process numbered 11..=15 from Redis while the record was
+        // down and has not written them yet.
+        rig.with_cache(|cache| {
+            cache.values.insert(id("aaa"), 15);
+            cache.held.insert(id("aaa"), 5);
+        });
+        assert_eq!(rig.hit("aaa").await, durable(16));
+        assert_eq!(
+            rig.send_all(&[("aaa", 1), ("aaa", 1)]).await,
+            vec![durable(17), durable(18)]
+        );
+        assert_eq!(rig.recorded("aaa"), Some(13));
+        // It writes and settles them: the record is level with the numbers
+        // again, and numbering goes back to it.
+        *rig.store.lock().values.get_mut(&id("aaa")).unwrap() += 5;
+        rig.with_cache(|cache| *cache.held.get_mut(&id("aaa")).unwrap() -= 5);
+        assert_eq!(rig.hit("aaa").await, durable(19));
+        assert_eq!(rig.recorded("aaa"), Some(19));
+        rig.with_cache(|cache| assert!(cache.held.is_empty(), "back to the record"));
+        assert_eq!(rig.stop(RETRY).await.unwritten, 0);
+    }
+
+    #[tokio::test]
+    async fn held_increments_written_are_settled_and_numbering_returns_to_the_record() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 10);
+        rig.set_store_down(true);
+        assert_eq!(rig.hit("aaa").await, from_cache(11));
+        rig.with_cache(|cache| assert_eq!(cache.held.get(&id("aaa")), Some(&1)));
+        rig.set_store_down(false);
+        rig.wait_written().await;
+        rig.with_cache(|cache| assert_eq!(cache.held.get(&id("aaa")), Some(&0)));
+        assert_eq!(rig.hit("aaa").await, durable(12));
+        rig.with_cache(|cache| assert!(cache.held.is_empty(), "back to the record"));
+        assert_eq!(rig.recorded("aaa"), Some(12));
+    }
+
+    #[tokio::test]
+    async fn with_redis_down_commits_are_numbered_by_the_record() {
+        let rig = Rig::start(true);
+        rig.seed("aaa", 10);
+        rig.with_cache(|cache| {
+            cache.values.insert(id("aaa"), 15);
+            cache.held.insert(id("aaa"), 5);
+        });
+        rig.set_cache_down(true);
+        assert_eq!(rig.hit("aaa").await, durable(11));
+        assert_eq!(rig.recorded("aaa"), Some(11));
     }
 
     #[tokio::test]

@@ -108,7 +108,12 @@ impl Tally {
         sorted.sort_unstable();
         let before = sorted.len();
         sorted.dedup();
-        assert_eq!(before, sorted.len(), "some numbers were handed out twice");
+        assert_eq!(
+            before,
+            sorted.len(),
+            "{} numbers were handed out twice",
+            before - sorted.len()
+        );
     }
 }
 
