@@ -69,10 +69,25 @@ pub enum DependencyState {
     Disabled,
 }
 
+/// What `/readyz` is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadinessScope {
+    /// A hit would be committed in the record before its answer, and the
+    /// writer is not stuck behind increments it cannot write.
+    #[default]
+    Durable,
+    /// A hit would be counted: committed in the record, or (the record
+    /// down) numbered by Redis and held until the record returns. What a
+    /// load balancer that must not take every replica out during a record
+    /// outage should ask (Kubernetes readiness).
+    Counting,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     /// True when a hit would be committed in the record (PostgreSQL or
-    /// SQLite) before its answer.
+    /// SQLite) before its answer; with `scope=counting`, when it would be
+    /// counted (committed, or numbered by Redis and held).
     pub ready: bool,
     pub store: DependencyState,
     pub cache: DependencyState,
@@ -415,7 +430,7 @@ impl Engine {
     }
 
     /// Probes both dependencies now (each bounded by its timeout).
-    pub async fn readiness(&self) -> Readiness {
+    pub async fn readiness(&self, scope: ReadinessScope) -> Readiness {
         let (store, cache) = tokio::join!(self.store.ping(), async {
             match &self.cache {
                 Some(cache) => Some(cache.ping().await),
@@ -435,10 +450,17 @@ impl Engine {
         let unwritten = self.status.unwritten();
         let stalled = self.status.stalled_for();
         let reason = if store != DependencyState::Up {
-            Some(format!(
-                "the record ({}) does not answer",
-                self.store.kind()
-            ))
+            match (scope, cache) {
+                (ReadinessScope::Counting, DependencyState::Up) => None,
+                (ReadinessScope::Counting, _) => Some(format!(
+                    "the record ({}) does not answer and there is no Redis to hold hits",
+                    self.store.kind()
+                )),
+                (ReadinessScope::Durable, _) => Some(format!(
+                    "the record ({}) does not answer",
+                    self.store.kind()
+                )),
+            }
         } else if stalled > self.stall_after {
             Some(format!(
                 "{unwritten} acknowledged increments have not been written for {:.1} s",

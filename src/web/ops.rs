@@ -9,8 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::error::{AppError, ErrorBody};
+use super::extract::Params;
 use super::state::AppState;
 use crate::client::Client;
+use crate::engine::ReadinessScope;
 
 /// Prometheus metrics. Only for clients in `LOCAL_NETWORKS`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -40,19 +42,34 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// Ready: 200 when a hit would be committed durably, 503 otherwise; the
-/// body names the state of the record and the cache. Only for clients in
+/// body names the state of the record and the cache. `scope=counting`: 200
+/// when a hit would be counted, durably or (the record down) held by this
+/// process and numbered by Redis; for a load balancer that should keep
+/// sending hits through a record outage. Only for clients in
 /// `LOCAL_NETWORKS` (it queries both databases).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
+    params(("scope" = Option<String>, Query, description = "`durable` (the default) or `counting`")),
     responses(
         (status = 200, body = crate::engine::Readiness),
+        (status = 400, description = "an unknown scope", body = ErrorBody),
         (status = 403, description = "not a local client", body = ErrorBody),
         (status = 503, body = crate::engine::Readiness),
     ))]
-pub async fn readyz(State(state): State<AppState>, client: Client) -> Response {
+pub async fn readyz(State(state): State<AppState>, client: Client, params: Params) -> Response {
     if !client.local {
         return AppError::LocalOnly("/readyz").into_response();
     }
-    let readiness = state.engine.readiness().await;
+    let scope = match params.str("scope") {
+        None | Some("durable") => ReadinessScope::Durable,
+        Some("counting") => ReadinessScope::Counting,
+        Some(other) => {
+            return AppError::BadRequest(format!(
+                "scope must be durable or counting, not {other:?}"
+            ))
+            .into_response();
+        }
+    };
+    let readiness = state.engine.readiness(scope).await;
     let status = if readiness.ready {
         StatusCode::OK
     } else {

@@ -305,3 +305,58 @@ async fn a_read_only_record_is_an_outage_and_readiness_says_increments_are_held(
     );
     tally.assert_numbers_unique();
 }
+
+/// `/readyz` answers "would a hit be committed"; `/readyz?scope=counting`
+/// "would a hit be counted", which a load balancer should ask if it must not
+/// take every replica out while only the record is away.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_for_counting_stays_up_while_redis_can_hold_hits() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let app = App::start(AppConfig::new(&pg, Some(&redis)));
+    let client = client();
+    let ready = |scope: &'static str| {
+        let url = format!("{}/readyz{scope}", app.base);
+        let client = client.clone();
+        async move {
+            match get(&client, &url).await {
+                Outcome::Answered(status, body) => (status, body),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    };
+    assert!(matches!(
+        get(&client, &app.base).await,
+        Outcome::Answered(200, _)
+    ));
+    assert_eq!(ready("").await.0, 200);
+    assert_eq!(ready("?scope=counting").await.0, 200);
+    let (status, body) = ready("?scope=everything").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("scope must be durable or counting"), "{body}");
+
+    pg.stop();
+    let (status, body) = ready("").await;
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = ready("?scope=counting").await;
+    assert_eq!(
+        status, 200,
+        "the record down, Redis up: hits are counted: {body}"
+    );
+    assert!(matches!(
+        get(&client, &app.base).await,
+        Outcome::Answered(200, _)
+    ));
+
+    redis.kill();
+    let (status, body) = ready("?scope=counting").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no Redis to hold hits"), "{body}");
+
+    pg.start_again();
+    wait_for(
+        Duration::from_secs(10),
+        "the record to answer again",
+        || futures::executor::block_on(ready("")).0 == 200,
+    );
+}
