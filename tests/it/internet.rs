@@ -689,3 +689,25 @@ async fn create_counts_up_only_by_default_and_cannot_claim_the_seed_counter() {
         assert_eq!((status.as_u16(), json["value"].as_i64()), (200, Some(-1)));
     }
 }
+
+/// Behind nginx (the project's own nginx.conf) on a port other than 80, the
+/// counter page's embed snippets keep the port the client used: nginx
+/// passes the client's `Host` as sent, not `$host` (which drops the port).
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_nginx_the_page_snippets_keep_the_port_the_client_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(embedded(&dir));
+    let nginx = support::Nginx::start(&[app.port]);
+    let client = client_from("127.0.0.2");
+    let hit = fetch(&client, format!("{}/hit/snippets/port", nginx.base)).await;
+    assert_eq!(hit.status(), StatusCode::OK);
+
+    let page = fetch(&client, format!("{}/counter/snippets/port", nginx.base))
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    let badge = format!("http://127.0.0.1:{}/badge/snippets/port.svg", nginx.port);
+    assert!(page.contains(&badge), "no {badge} in the page:\n{page}");
+}
