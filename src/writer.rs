@@ -354,6 +354,8 @@ pub struct Writer {
     cache_breaker: Arc<Breaker>,
     /// Where committed values go to be written to Redis (None: no cache).
     cache_sync: Option<mpsc::Sender<Vec<Committed>>>,
+    /// Live updates' hub: every commit's values are offered to it.
+    live: Option<Arc<crate::live::Hub>>,
     /// Batches not known to be committed, oldest first. Applied strictly in
     /// order and before any newer batch, so that a retry is idempotent.
     backlog: VecDeque<Batch>,
@@ -392,6 +394,7 @@ impl Writer {
             cache_sync: parts.cache.clone().map(|cache| {
                 crate::cache::spawn_sync(cache, parts.cache_breaker.clone(), parts.retry_interval)
             }),
+            live: None,
             store: parts.store,
             cache: parts.cache,
             store_breaker: parts.store_breaker,
@@ -958,11 +961,20 @@ impl Writer {
     /// Hands committed values to the cache sync task: the hit path never
     /// waits on Redis.
     fn raise_cache(&self, rows: Vec<Committed>) {
+        if let Some(live) = &self.live {
+            live.publish(&rows);
+        }
         if let Some(cache_sync) = &self.cache_sync
             && !rows.is_empty()
         {
             let _ = cache_sync.try_send(rows);
         }
+    }
+
+    /// Offers every commit's values to live updates' `hub` as well.
+    pub fn with_live(mut self, hub: Arc<crate::live::Hub>) -> Self {
+        self.live = Some(hub);
+        self
     }
 }
 
