@@ -200,12 +200,14 @@ impl Hub {
     }
 
     /// Offers a state of `id` to its streams; ignored when nobody watches
-    /// it or the held state is as new.
+    /// it or the held state is as new. A deletion also takes the channel
+    /// out of the hub (its streams end on it), so that a counter made
+    /// again under the same name starts a fresh one.
     pub fn offer(&self, id: &CounterId, state: LiveState) {
         if self.watched.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let inner = self.lock();
+        let mut inner = self.lock();
         if let Some(states_tx) = inner.counters.get(id) {
             states_tx.send_if_modified(|held| {
                 let newer = state.is_newer_than(held);
@@ -214,6 +216,10 @@ impl Hub {
                 }
                 newer
             });
+            if state == LiveState::Deleted {
+                inner.counters.remove(id);
+                self.watched.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -266,6 +272,8 @@ impl Hub {
                 inner.per_client.remove(&client);
             }
         }
+        // The channel under this name may be a newer one (after a
+        // deletion): it goes only when nobody watches it.
         if inner
             .counters
             .get(id)
@@ -365,6 +373,14 @@ mod tests {
         hub.offer(&id("a"), LiveState::Deleted);
         hub.offer(&id("a"), value(3, 1));
         assert_eq!(stream.next().await, Some(LiveState::Deleted));
+        // A counter made again under the name gets a fresh channel.
+        let mut again = hub.subscribe(&id("a"), None).unwrap();
+        hub.offer(&id("a"), value(1, 1));
+        assert_eq!(again.current(), value(1, 1));
+        drop(stream);
+        assert!(hub.is_watched(), "the new stream's channel stays");
+        drop(again);
+        assert!(!hub.is_watched());
     }
 
     #[test]

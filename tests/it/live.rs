@@ -163,6 +163,43 @@ async fn a_stream_sends_the_value_then_every_hit_including_another_replicas_thro
         started.elapsed()
     );
 
+    // A counter deleted (with its admin key) ends its streams with
+    // `deleted`, on this replica and, through Redis, on the other.
+    let created = client()
+        .get(format!("{}/create?namespace=live-test&key=deleted", a.base))
+        .send()
+        .await
+        .unwrap();
+    let admin_key = created.headers()["x-admin-key"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut here = open(&http, &format!("{}/live/live-test/deleted", a.base))
+        .await
+        .unwrap();
+    let mut there = open(&http, &format!("{}/live/live-test/deleted", b.base))
+        .await
+        .unwrap();
+    assert_eq!(here.value(SOON).await, 0);
+    assert_eq!(there.value(SOON).await, 0);
+    let deleted = client()
+        .delete(format!("{}/delete/live-test/deleted", a.base))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    for stream in [&mut here, &mut there] {
+        match stream.next(SOON).await {
+            Item::Event { event, data } => {
+                assert_eq!(event, "deleted");
+                assert_eq!(data, r#"{"deleted":"live-test/deleted"}"#);
+            }
+            other => panic!("expected deleted, got {other:?}"),
+        }
+        assert_eq!(stream.next(SOON).await, Item::End);
+    }
+
     // A stream of a counter that does not exist: 404 JSON, like the API.
     let (status, body) = open(&http, &format!("{}/live/live-test/missing", a.base))
         .await
@@ -196,7 +233,7 @@ async fn many_hits_are_coalesced_and_a_quiet_stream_gets_heartbeats_past_the_idl
         .unwrap();
     assert_eq!(stream.value(SOON).await, 1);
 
-    // Act: 200 hits, 8 at a time, 25 ms apart.
+    // Act: 200 hits, 8 at a time, 40 ms apart (over a second).
     let started = Instant::now();
     let base = app.base.clone();
     let hitting = tokio::spawn(async move {
@@ -208,7 +245,7 @@ async fn many_hits_are_coalesced_and_a_quiet_stream_gets_heartbeats_past_the_idl
             for answer in futures::future::join_all(round).await {
                 assert_eq!(answer.unwrap().status(), 200);
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
         }
     });
     let mut values = Vec::new();
@@ -362,4 +399,57 @@ async fn through_nginx_each_event_arrives_as_it_comes() {
         stream.next(Duration::from_secs(2)).await,
         Item::Comment("heartbeat".into())
     );
+}
+
+/// Waits until a hit on `from` shows on `stream` (the subscription is made
+/// in the background, and again after Redis returns); the time it took.
+async fn hits_arrive_from(
+    from: &App,
+    counter: &str,
+    stream: &mut Stream,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let expected = hit(&from.base, counter).await;
+        if let Ok(value) =
+            tokio::time::timeout(Duration::from_millis(1000), stream.value(SOON)).await
+        {
+            assert_eq!(value, expected, "the other replica's commit");
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the other replica's hits never arrived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_down_a_stream_shows_its_own_replicas_hits_and_the_others_again_after() {
+    // Arrange: two replicas on one PostgreSQL and a Redis of this test's own.
+    let pg = Postgres::shared();
+    let redis = Redis::start();
+    let a = App::start(AppConfig::new(&pg, Some(&redis)));
+    let b = App::start(AppConfig::new(&pg, Some(&redis)));
+    let counter = "live-test/redis-restart";
+    hit(&a.base, counter).await;
+    let http = stream_client("127.0.0.1");
+    let mut stream = open(&http, &format!("{}/live/{counter}", a.base))
+        .await
+        .unwrap();
+    assert_eq!(stream.value(SOON).await, 1);
+    hits_arrive_from(&b, counter, &mut stream, Duration::from_secs(10)).await;
+
+    // Act: Redis dies.
+    redis.kill();
+
+    // Assert: this replica's own hits still arrive.
+    let own = hit(&a.base, counter).await;
+    assert_eq!(stream.value(SOON).await, own);
+
+    // Act: Redis returns; the subscription is made again (backoff <= 5 s).
+    redis.start_again();
+    let took = hits_arrive_from(&b, counter, &mut stream, Duration::from_secs(20)).await;
+    eprintln!("after Redis returned, the other replica's hits arrived within {took:?}");
 }
