@@ -19,7 +19,8 @@
 //! atomic load: the writer calls [`Hub::publish`] on every commit.
 //!
 //! It never blocks a publisher on a stream, never holds its lock across an
-//! await, and names nothing but [`crate::counter`].
+//! await, and names nothing but [`crate::counter`] and [`crate::metrics`]
+//! (`hitcounter_live_streams`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -189,7 +190,7 @@ impl Hub {
                 states_rx
             }
         };
-        record_streams(inner.streams);
+        crate::metrics::record_live_streams(inner.streams);
         Ok(Subscription {
             hub: self.clone(),
             id: id.clone(),
@@ -282,14 +283,8 @@ impl Hub {
             inner.counters.remove(id);
             self.watched.fetch_sub(1, Ordering::Relaxed);
         }
-        record_streams(inner.streams);
+        crate::metrics::record_live_streams(inner.streams);
     }
-}
-
-/// The number of open streams, as a gauge (metrics are recorded by name,
-/// so the hub needs no handle).
-fn record_streams(streams: usize) {
-    metrics::gauge!("hitcounter_live_streams").set(streams as f64);
 }
 
 impl Subscription {

@@ -511,7 +511,7 @@ fn lower_layers_never_name_the_layers_above() {
     }
     let may_name: &[(&str, &[&str])] = &[
         ("counter", &[]),
-        ("live", &["counter"]),
+        ("live", &["counter", "metrics"]),
         ("store", &["counter", "metrics"]),
         ("cache", &["counter", "breaker", "metrics"]),
         (
