@@ -12,7 +12,7 @@
 //! | state | entered when | ends when | bound |
 //! |---|---|---|---|
 //! | reading head | opened, or the first byte of a new request arrives | hyper has the whole head and calls the router | `HEADER_TIMEOUT` from the opening or the first byte, then closed |
-//! | in flight | the router is called | the answer is handed to hyper | none here: the handlers' own store and cache timeouts |
+//! | in flight | the router is called | the answer is handed to hyper (a live stream's: its body ends) | none here: the handlers' own store and cache timeouts; a live stream's `LIVE_MAX_LIFETIME` |
 //! | idle (keep-alive) | the answer is handed to hyper | a byte of the next request arrives | `IDLE_TIMEOUT`, then closed |
 //! | stopping | the stop signal | - | idle and half-received connections are closed at once; in-flight ones get their answer, then close |
 //!
@@ -25,7 +25,8 @@
 //!
 //! The stop cannot wait for a client that sends half a request and then
 //! nothing: it closes those at once and waits only for requests already
-//! being answered (within `DRAIN_TIMEOUT`).
+//! being answered (within `DRAIN_TIMEOUT`). Live streams never end by
+//! themselves: the stop ends them first.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -150,6 +151,13 @@ fn start_engine(args: &ServeArgs) -> anyhow::Result<Engine> {
         min_interval: args.live_min_interval,
         max_lifetime: args.live_max_lifetime.max(Duration::from_secs(1)),
     };
+    if live.max_streams >= args.max_connections as usize {
+        tracing::warn!(
+            live_max_streams = live.max_streams,
+            max_connections = args.max_connections,
+            "LIVE_MAX_STREAMS is not below MAX_CONNECTIONS: open streams can take every connection"
+        );
+    }
     Ok(Engine::start_with_live(store, cache, config, live))
 }
 
