@@ -203,11 +203,16 @@ pub struct Cache {
     backend: Backend,
     prefix: String,
     timeout: Duration,
+    /// Whether committed values are published for other replicas' live
+    /// streams ([`Cache::publishing_live`]).
+    publish_live: bool,
 }
 
 #[derive(Clone)]
 enum Backend {
     Redis {
+        /// For the live updates' own pub/sub connection.
+        client: Arc<redis::Client>,
         conn: ConnectionManager,
         raise: Script,
         incr_existing: Script,
@@ -263,9 +268,10 @@ impl Cache {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(timeout);
-        let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager)?;
         Ok(Self {
             backend: Backend::Redis {
+                client: Arc::new(client),
                 conn,
                 raise: Script::new(RAISE),
                 incr_existing: Script::new(INCR_EXISTING),
@@ -274,6 +280,7 @@ impl Cache {
             },
             prefix: config.key_prefix.clone(),
             timeout,
+            publish_live: false,
         })
     }
 
@@ -286,6 +293,7 @@ impl Cache {
             backend: Backend::Fake(state.clone()),
             prefix: "test".into(),
             timeout: Duration::from_millis(100),
+            publish_live: false,
         };
         (cache, state)
     }
@@ -529,8 +537,19 @@ impl Cache {
 /// (the cache is only behind until the counters' next commits).
 const SYNC_QUEUE: usize = 1024;
 
+/// What the writer hands the sync task.
+#[derive(Debug)]
+pub enum Synced {
+    /// States Redis did not number (it could not be asked): raise it to them.
+    Raise(Vec<Committed>),
+    /// States Redis numbered: only published, for other replicas' live
+    /// streams.
+    Publish(Vec<Committed>),
+}
+
 /// Keeps the cache level with the record, off the hit path, when the writer
-/// could not number a commit through Redis (`Cache::number`).
+/// could not number a commit through Redis (`Cache::number`), and publishes
+/// committed values for live updates.
 ///
 /// The writer sends those committed states here; this task raises the cache
 /// to them in batches. States it could not write (Redis down, breaker open)
@@ -541,8 +560,8 @@ pub fn spawn_sync(
     cache: Cache,
     breaker: Arc<Breaker>,
     retry_interval: Duration,
-) -> mpsc::Sender<Vec<Committed>> {
-    let (states_tx, mut states_rx) = mpsc::channel::<Vec<Committed>>(SYNC_QUEUE);
+) -> mpsc::Sender<Synced> {
+    let (states_tx, mut states_rx) = mpsc::channel::<Synced>(SYNC_QUEUE);
     tokio::spawn(async move {
         // Newest state per counter not yet written to Redis.
         let mut owed: BTreeMap<CounterId, Committed> = BTreeMap::new();
@@ -559,7 +578,18 @@ pub fn spawn_sync(
                     _ = tokio::time::sleep(retry_interval) => {}
                 }
             }
-            for state in received.drain(..).flatten() {
+            let mut numbered = Vec::new();
+            let mut to_raise = Vec::new();
+            for item in received.drain(..) {
+                match item {
+                    Synced::Raise(states) => to_raise.extend(states),
+                    Synced::Publish(states) => numbered.extend(states),
+                }
+            }
+            if !numbered.is_empty() && breaker.allow() {
+                cache.publish_committed(&numbered).await;
+            }
+            for state in to_raise {
                 match owed.get(&state.id) {
                     Some(held) if (held.epoch, held.value) >= (state.epoch, state.value) => {}
                     _ => {
@@ -587,6 +617,7 @@ pub fn spawn_sync(
                     Ok(()) => {
                         breaker.record_success();
                         written += chunk.len();
+                        cache.publish_committed(chunk).await;
                     }
                     Err(error) => {
                         breaker.record_failure(&error);
@@ -602,4 +633,168 @@ pub fn spawn_sync(
         }
     });
     states_tx
+}
+
+// --- Live updates across replicas: Redis pub/sub. ---
+//
+// Every replica publishes the values it committed on one channel,
+// `{prefix}:live`, from the sync task (off the hit path: one PUBLISH for
+// all the batches the task took at once, numbered by Redis or raised by the
+// task), and its engine's set, reset, create and delete; every replica
+// subscribes on a connection of its own. A message is a JSON array of
+// `[namespace, key, epoch, value]`, value null for a deleted counter. Each
+// carries absolute values, so a lost message is made good by the
+// counter's next one; while Redis is down, streams see only their own
+// replica's commits.
+
+/// A change another replica's live streams may show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveChange {
+    Committed(Committed),
+    Deleted(CounterId),
+}
+
+/// Longest wait between two attempts to (re)subscribe.
+const LIVE_RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
+
+impl Cache {
+    /// Publishes committed values for other replicas' live streams (the
+    /// server turns it on unless live updates are off).
+    pub fn publishing_live(mut self, on: bool) -> Self {
+        self.publish_live = on;
+        self
+    }
+
+    pub fn is_publishing_live(&self) -> bool {
+        self.publish_live
+    }
+
+    fn live_channel(&self) -> String {
+        format!("{}:live", self.prefix)
+    }
+
+    /// Publishes committed values; a failure only costs other replicas'
+    /// streams these values (logged at debug: the sync task's raise just
+    /// succeeded, so Redis is up and the next change will do).
+    pub async fn publish_committed(&self, states: &[Committed]) {
+        let changes: Vec<_> = states
+            .iter()
+            .map(|s| {
+                (
+                    s.id.namespace.as_str(),
+                    s.id.key.as_str(),
+                    s.epoch,
+                    Some(s.value),
+                )
+            })
+            .collect();
+        self.publish(&changes).await;
+    }
+
+    /// Publishes a deletion.
+    pub async fn publish_deleted(&self, id: &CounterId) {
+        self.publish(&[(id.namespace.as_str(), id.key.as_str(), 0, None)])
+            .await;
+    }
+
+    async fn publish(&self, changes: &[(&str, &str, i64, Option<i64>)]) {
+        if !self.publish_live || changes.is_empty() {
+            return;
+        }
+        let conn = match &self.backend {
+            Backend::Redis { conn, .. } => conn,
+            #[cfg(test)]
+            Backend::Fake(_) => return,
+        };
+        let Ok(message) = serde_json::to_string(changes) else {
+            return;
+        };
+        let mut conn = conn.clone();
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.live_channel()).arg(message);
+        let published = self.bounded(publish.query_async::<i64>(&mut conn));
+        if let Err(error) = published.await {
+            tracing::debug!(%error, "could not publish live values");
+        }
+    }
+
+    /// Subscribes to the other replicas' changes on a connection of its
+    /// own and hands each message's changes to `on_changes`; reconnects
+    /// with backoff (up to `LIVE_RESUBSCRIBE_MAX`) for as long as the task
+    /// runs. None without Redis.
+    pub fn spawn_live_subscriber(
+        &self,
+        mut on_changes: impl FnMut(Vec<LiveChange>) + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let client = match &self.backend {
+            Backend::Redis { client, .. } => client,
+            #[cfg(test)]
+            Backend::Fake(_) => return None,
+        };
+        let (client, channel, timeout) = (client.clone(), self.live_channel(), self.timeout);
+        Some(tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut backoff = Duration::from_millis(100);
+            let mut lost_logged = false;
+            loop {
+                let subscribed = tokio::time::timeout(timeout.max(Duration::from_secs(1)), async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    Ok::<_, redis::RedisError>(pubsub)
+                })
+                .await;
+                match subscribed {
+                    Ok(Ok(mut pubsub)) => {
+                        tracing::info!(%channel, "live updates: subscribed to other replicas' changes");
+                        backoff = Duration::from_millis(100);
+                        lost_logged = false;
+                        let mut messages = pubsub.on_message();
+                        while let Some(message) = messages.next().await {
+                            let changes = message
+                                .get_payload::<String>()
+                                .ok()
+                                .and_then(|text| parse_live(&text));
+                            match changes {
+                                Some(changes) => on_changes(changes),
+                                None => tracing::debug!("live updates: a message that is not ours"),
+                            }
+                        }
+                        tracing::warn!(
+                            "live updates: lost the Redis subscription; streams show this replica's commits until it is back"
+                        );
+                    }
+                    Ok(Err(error)) if !lost_logged => {
+                        tracing::warn!(%error, "live updates: cannot subscribe to Redis; streams show this replica's commits until it can");
+                        lost_logged = true;
+                    }
+                    Err(_) if !lost_logged => {
+                        tracing::warn!(
+                            "live updates: Redis did not answer the subscription; streams show this replica's commits until it does"
+                        );
+                        lost_logged = true;
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(LIVE_RESUBSCRIBE_MAX);
+            }
+        }))
+    }
+}
+
+/// A live message's changes; None when it is not one.
+fn parse_live(text: &str) -> Option<Vec<LiveChange>> {
+    let changes: Vec<(String, String, i64, Option<i64>)> = serde_json::from_str(text).ok()?;
+    Some(
+        changes
+            .into_iter()
+            .map(|(namespace, key, epoch, value)| {
+                let id = CounterId::new(namespace, key);
+                match value {
+                    Some(value) => LiveChange::Committed(Committed { id, value, epoch }),
+                    None => LiveChange::Deleted(id),
+                }
+            })
+            .collect(),
+    )
 }

@@ -218,6 +218,33 @@ pub struct ServeArgs {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     // --- End of facing the internet. ---
+    // --- Live updates (GET /live/{namespace}/{key}, Server-Sent Events). ---
+    /// Open live streams per process; past it a new stream gets 503. Each
+    /// holds a connection: keep it well below MAX_CONNECTIONS. 0 turns
+    /// live updates off (and publishing them through Redis).
+    #[arg(long, env = "LIVE_MAX_STREAMS", default_value_t = 500)]
+    pub live_max_streams: usize,
+
+    /// Open live streams per client address (as TRUSTED_PROXIES decides
+    /// it); past it a new stream gets 429.
+    #[arg(long, env = "LIVE_MAX_PER_CLIENT", default_value_t = 4)]
+    pub live_max_per_client: usize,
+
+    /// A quiet live stream gets a comment line this often, so that proxies
+    /// (nginx's proxy_read_timeout) and browsers keep it open.
+    #[arg(long, env = "LIVE_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub live_heartbeat: Duration,
+
+    /// Shortest time between two value events of one live stream; the
+    /// changes in between are sent as their latest value.
+    #[arg(long, env = "LIVE_MIN_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub live_min_interval: Duration,
+
+    /// A live stream ends after this long (the browser reconnects by
+    /// itself), so that no slot is held for ever.
+    #[arg(long, env = "LIVE_MAX_LIFETIME", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub live_max_lifetime: Duration,
+    // --- End of live updates. ---
     /// On SIGINT or SIGTERM: how long in-flight requests and the final write of
     /// pending increments may take before the process exits anyway.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

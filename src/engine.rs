@@ -20,10 +20,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::breaker::Breaker;
-use crate::cache::Cache;
+use crate::cache::{Cache, LiveChange};
 use crate::counter::{
     Committed, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals,
 };
+use crate::live::{Hub, LiveSettings, LiveState};
 use crate::store::{NamespaceSummary, Store, StoreError};
 use crate::writer::{
     Hit, HitError, HitRequest, Quota, Writer, WriterParts, WriterReport, WriterStatus,
@@ -133,12 +134,49 @@ pub struct Engine {
     /// `REQUEST_IDS`: ids are passed to the writer only when on.
     request_ids: bool,
     prune_task: Option<JoinHandle<()>>,
+    /// Live updates: what streams watch, fed by every commit.
+    live: Arc<Hub>,
+    /// The subscription to other replicas' changes (with Redis).
+    live_task: Option<JoinHandle<()>>,
 }
 
 impl Engine {
     /// Starts the writer and the quota's recount over `store` and `cache`
     /// (both connect lazily: nothing here waits for a server).
     pub fn start(store: Store, cache: Option<Cache>, config: EngineConfig) -> Self {
+        Self::start_with_live(store, cache, config, LiveSettings::default())
+    }
+
+    /// `start`, with live updates bounded and paced by `live`; with Redis,
+    /// this process's commits are published and other replicas' followed.
+    pub fn start_with_live(
+        store: Store,
+        cache: Option<Cache>,
+        config: EngineConfig,
+        live: LiveSettings,
+    ) -> Self {
+        let hub = Hub::new(live);
+        let cache = cache.map(|cache| cache.publishing_live(live.max_streams > 0));
+        let live_task = cache
+            .as_ref()
+            .filter(|_| live.max_streams > 0)
+            .and_then(|cache| {
+                let hub = hub.clone();
+                cache.spawn_live_subscriber(move |changes| {
+                    for change in changes {
+                        match change {
+                            LiveChange::Committed(c) => hub.offer(
+                                &c.id,
+                                LiveState::Value {
+                                    epoch: c.epoch,
+                                    value: c.value,
+                                },
+                            ),
+                            LiveChange::Deleted(id) => hub.offer(&id, LiveState::Deleted),
+                        }
+                    }
+                })
+            });
         let EngineConfig {
             retry_interval,
             max_batch,
@@ -160,7 +198,8 @@ impl Engine {
             max_batch,
             batch_linger,
             retry_interval,
-        });
+        })
+        .with_live(hub.clone());
         let quota_task = tokio::spawn(refresh_quota(store.clone(), quota.clone()));
         let prune_task = request_ids.then(|| tokio::spawn(prune_request_ids(store.clone())));
         let (hits_tx, hits_rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -183,7 +222,14 @@ impl Engine {
             quota_task,
             request_ids,
             prune_task,
+            live: hub,
+            live_task,
         }
+    }
+
+    /// Live updates' hub, for the streams.
+    pub fn live(&self) -> &Arc<Hub> {
+        &self.live
     }
 
     pub fn store(&self) -> &Store {
@@ -285,6 +331,10 @@ impl Engine {
     /// Deletes a counter and its history; false when it did not exist.
     pub async fn delete(&self, id: &CounterId) -> Result<bool, StoreError> {
         let deleted = self.store_call(self.store.delete(id)).await?;
+        self.live.offer(id, LiveState::Deleted);
+        if let Some(cache) = &self.cache {
+            cache.publish_deleted(id).await;
+        }
         if let Some(cache) = &self.cache
             && let Err(error) = cache.forget(id).await
         {
@@ -421,11 +471,14 @@ impl Engine {
     }
 
     async fn raise_cache(&self, state: Committed) {
+        self.live.publish(std::slice::from_ref(&state));
         let Some(cache) = &self.cache else { return };
         let id = state.id.clone();
-        if let Err(error) = cache.raise(&[state]).await {
+        if let Err(error) = cache.raise(std::slice::from_ref(&state)).await {
             self.cache_breaker.record_failure(&error);
             tracing::warn!(counter = %id, %error, "change recorded; Redis will be corrected by the next write");
+        } else {
+            cache.publish_committed(&[state]).await;
         }
     }
 
@@ -510,6 +563,9 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.quota_task.abort();
         if let Some(task) = &self.prune_task {
+            task.abort();
+        }
+        if let Some(task) = &self.live_task {
             task.abort();
         }
     }

@@ -19,6 +19,8 @@
 //! - [`page`]: the HTML pages, a counter's and the dashboard (pure rendering).
 //! - [`engine`]: what handlers call (`hit`, `reset`, `readiness`); owns the rest.
 //! - [`writer`]: the group-commit task and the counting contract's states.
+//! - [`live`]: live updates: the hub that hands each watched counter's latest
+//!   committed value to its Server-Sent Events streams.
 //! - [`counter`]: what a counter is and its rules, with no I/O: names, the
 //!   range of values, bounds, who may set, reset or delete, and the
 //!   record's result types that every layer shares.
@@ -42,6 +44,7 @@ pub mod counter;
 pub mod engine;
 pub mod healthcheck;
 pub mod limit;
+pub mod live;
 pub mod metrics;
 pub mod page;
 pub mod server;

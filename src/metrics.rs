@@ -19,6 +19,7 @@ pub const CACHE_UP: &str = "hitcounter_cache_up";
 pub const UNWRITTEN: &str = "hitcounter_unwritten_increments";
 pub const LOST: &str = "hitcounter_lost_increments_total";
 pub const BUILD_INFO: &str = "hitcounter_build_info";
+pub const LIVE_STREAMS: &str = "hitcounter_live_streams";
 
 /// The process's own figures (`process_resident_memory_bytes`,
 /// `process_cpu_seconds_total`, `process_open_fds`, ...), read from /proc at
@@ -97,6 +98,7 @@ fn describe() {
         LOST,
         "acknowledged increments the record refused when they were written (should stay 0)"
     );
+    metrics::describe_gauge!(LIVE_STREAMS, "open live update streams (/live/...)");
 }
 
 /// The `method` label: one of the methods the API uses, else `other`, so
@@ -132,6 +134,10 @@ pub fn record_commit(increments: usize, elapsed: Duration) {
 
 pub fn record_lost(increments: i64) {
     metrics::counter!(LOST).increment(increments.unsigned_abs());
+}
+
+pub fn record_live_streams(streams: usize) {
+    metrics::gauge!(LIVE_STREAMS).set(streams as f64);
 }
 
 /// Drains the histograms' sample buffers into their buckets every second.

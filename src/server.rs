@@ -12,7 +12,7 @@
 //! | state | entered when | ends when | bound |
 //! |---|---|---|---|
 //! | reading head | opened, or the first byte of a new request arrives | hyper has the whole head and calls the router | `HEADER_TIMEOUT` from the opening or the first byte, then closed |
-//! | in flight | the router is called | the answer is handed to hyper | none here: the handlers' own store and cache timeouts |
+//! | in flight | the router is called | the answer is handed to hyper (a live stream's: its body ends) | none here: the handlers' own store and cache timeouts; a live stream's `LIVE_MAX_LIFETIME` |
 //! | idle (keep-alive) | the answer is handed to hyper | a byte of the next request arrives | `IDLE_TIMEOUT`, then closed |
 //! | stopping | the stop signal | - | idle and half-received connections are closed at once; in-flight ones get their answer, then close |
 //!
@@ -25,7 +25,8 @@
 //!
 //! The stop cannot wait for a client that sends half a request and then
 //! nothing: it closes those at once and waits only for requests already
-//! being answered (within `DRAIN_TIMEOUT`).
+//! being answered (within `DRAIN_TIMEOUT`). Live streams never end by
+//! themselves: the stop ends them first.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -143,7 +144,21 @@ fn start_engine(args: &ServeArgs) -> anyhow::Result<Engine> {
         max_counters: args.max_counters,
         request_ids: args.request_ids,
     };
-    Ok(Engine::start(store, cache, config))
+    let live = crate::live::LiveSettings {
+        max_streams: args.live_max_streams,
+        max_per_client: args.live_max_per_client.max(1),
+        heartbeat: args.live_heartbeat.max(Duration::from_millis(10)),
+        min_interval: args.live_min_interval,
+        max_lifetime: args.live_max_lifetime.max(Duration::from_secs(1)),
+    };
+    if live.max_streams >= args.max_connections as usize {
+        tracing::warn!(
+            live_max_streams = live.max_streams,
+            max_connections = args.max_connections,
+            "LIVE_MAX_STREAMS is not below MAX_CONNECTIONS: open streams can take every connection"
+        );
+    }
+    Ok(Engine::start_with_live(store, cache, config, live))
 }
 
 /// Serves until `shutdown` resolves, then drains: in-flight requests finish,
@@ -222,6 +237,9 @@ pub async fn serve(
     // The drain deadline starts when the signal arrives.
     let deadline = Instant::now() + args.drain_timeout;
     tracing::info!(drain_timeout = ?args.drain_timeout, "stop requested: draining in-flight requests");
+    // Live streams never finish by themselves: end them, or the drain
+    // would wait for them until its deadline.
+    engine.live().close();
     let _ = stop_tx.send(true);
     let _ = accepting.await;
     // Every connection holds a permit until it is closed.
@@ -315,8 +333,15 @@ async fn serve_connection(
             let answer = app.clone().oneshot(request.map(axum::body::Body::new));
             async move {
                 let response = answer.await;
-                activity.set(Phase::Idle);
-                response
+                match response {
+                    Ok(response) if is_stream(&response) => Ok(
+                        response.map(|body| axum::body::Body::new(Streaming { body, activity }))
+                    ),
+                    response => {
+                        activity.set(Phase::Idle);
+                        response
+                    }
+                }
             }
         }
     });
@@ -349,6 +374,51 @@ async fn serve_connection(
     connection.as_mut().graceful_shutdown();
     if let Err(error) = connection.await {
         tracing::debug!(%error, %peer, "connection ended with an error while stopping");
+    }
+}
+
+/// A streamed answer (live updates' Server-Sent Events) is in flight
+/// until its body ends, not once its head is handed over: else its
+/// connection would count as idle and be closed at `IDLE_TIMEOUT`. Its
+/// length is bounded by `LIVE_MAX_LIFETIME`. Every other answer is a
+/// body already whole, and keeps the cheaper path.
+fn is_stream(response: &axum::response::Response) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// A streamed body that marks its connection idle when it is done (sent
+/// to the end, or dropped because the connection closed).
+struct Streaming {
+    body: axum::body::Body,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.activity.set(Phase::Idle);
+    }
+}
+
+impl hyper::body::Body for Streaming {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -362,7 +362,9 @@ pub struct Writer {
     store_breaker: Arc<Breaker>,
     cache_breaker: Arc<Breaker>,
     /// Where committed values go to be written to Redis (None: no cache).
-    cache_sync: Option<mpsc::Sender<Vec<Committed>>>,
+    cache_sync: Option<mpsc::Sender<crate::cache::Synced>>,
+    /// Live updates' hub: every commit's values are offered to it.
+    live: Option<Arc<crate::live::Hub>>,
     /// Batches not known to be committed, oldest first. Applied strictly in
     /// order and before any newer batch, so that a retry is idempotent.
     backlog: VecDeque<Batch>,
@@ -401,6 +403,7 @@ impl Writer {
             cache_sync: parts.cache.clone().map(|cache| {
                 crate::cache::spawn_sync(cache, parts.cache_breaker.clone(), parts.retry_interval)
             }),
+            live: None,
             store: parts.store,
             cache: parts.cache,
             store_breaker: parts.store_breaker,
@@ -804,7 +807,10 @@ impl Writer {
     ) {
         let record = self.store.kind();
         match self.number(&groups, &committed).await {
-            Some(numbered) => answer_committed(record, groups, &numbered, refused),
+            Some(numbered) => {
+                answer_committed(record, groups, &numbered, refused);
+                self.publish_numbered(&numbered);
+            }
             None => {
                 answer_committed(record, groups, &committed, refused);
                 self.raise_cache(committed);
@@ -1039,14 +1045,39 @@ impl Writer {
         }
     }
 
-    /// Hands committed values to the cache sync task: the hit path never
-    /// waits on Redis.
+    /// Hands committed values Redis did not number to the cache sync task,
+    /// which raises Redis to them (the hit path never waits on it), and to
+    /// live updates.
     fn raise_cache(&self, rows: Vec<Committed>) {
+        if let Some(live) = &self.live {
+            live.publish(&rows);
+        }
         if let Some(cache_sync) = &self.cache_sync
             && !rows.is_empty()
         {
-            let _ = cache_sync.try_send(rows);
+            let _ = cache_sync.try_send(crate::cache::Synced::Raise(rows));
         }
+    }
+
+    /// Hands the values Redis numbered to live updates: this process's
+    /// streams, and through the sync task (off the hit path) the other
+    /// replicas'.
+    fn publish_numbered(&self, rows: &[Committed]) {
+        if let Some(live) = &self.live {
+            live.publish(rows);
+        }
+        if let Some(cache_sync) = &self.cache_sync
+            && self.cache.as_ref().is_some_and(Cache::is_publishing_live)
+            && !rows.is_empty()
+        {
+            let _ = cache_sync.try_send(crate::cache::Synced::Publish(rows.to_vec()));
+        }
+    }
+
+    /// Offers every commit's values to live updates' `hub` as well.
+    pub fn with_live(mut self, hub: Arc<crate::live::Hub>) -> Self {
+        self.live = Some(hub);
+        self
     }
 }
 

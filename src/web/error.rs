@@ -90,6 +90,10 @@ pub enum AppError {
         "/resetcounter is open only to local clients while ADMIN_TOKEN is not set: set ADMIN_TOKEN (at least 16 characters) and send Authorization: Bearer <token>"
     )]
     AdminTokenNeeded,
+    /// A live stream past a client's bound (429; the process's bound is
+    /// `Unavailable`, 503).
+    #[error("{0}")]
+    TooManyStreams(String),
     #[error("{0} answers only clients in LOCAL_NETWORKS")]
     LocalOnly(&'static str),
     #[error("counter {0} is reserved for the page at / and cannot be created")]
@@ -221,6 +225,7 @@ impl IntoResponse for AppError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited(_) | Self::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::AdminTokenNeeded
             | Self::LocalOnly(_)
             | Self::Reserved(_)

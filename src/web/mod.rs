@@ -8,7 +8,8 @@
 //! [`openapi`] (the document) -> the handler files by audience: [`seed`]
 //! (the guide's `/` and `/resetcounter`), [`ops`] (health, readiness,
 //! metrics, the description), [`counters`] and [`admin`] (the CountAPI
-//! counter API), [`badges`], [`pages`] (the HTML pages) -> what handlers share: [`error`] (the one
+//! counter API), [`badges`], [`pages`] (the HTML pages), [`live`] (live
+//! updates, Server-Sent Events) -> what handlers share: [`error`] (the one
 //! error type), [`state`], [`extract`] (path and query), [`auth`] (tokens
 //! and keys), [`bodies`] (JSON answers), [`compat`] (what makes the API a
 //! CountAPI drop-in) -> the engine. Never back: a handler file imports no
@@ -39,6 +40,7 @@ pub mod compat;
 pub mod counters;
 pub mod error;
 pub mod extract;
+pub mod live;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
@@ -140,6 +142,10 @@ pub fn routes() -> Vec<(String, MethodRouter<AppState>)> {
     routes.push(("/counter/{key}".into(), get(pages::counter)));
     routes.push(("/counter/{namespace}/{key}".into(), get(pages::counter)));
     routes.push(("/dashboard".into(), get(pages::dashboard)));
+    // Live updates (SSE): reads, outside the rate limit; bounded per client
+    // and in total by the hub.
+    routes.push(("/live/{key}".into(), get(live::live)));
+    routes.push(("/live/{namespace}/{key}".into(), get(live::live)));
     routes
 }
 

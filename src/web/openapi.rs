@@ -5,7 +5,7 @@
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{admin, badges, counters, ops, pages, seed};
+use super::{admin, badges, counters, live, ops, pages, seed};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,7 @@ use super::{admin, badges, counters, ops, pages, seed};
         seed::index, seed::reset_counter, ops::healthz, ops::readyz, ops::metrics, ops::openapi,
         counters::hit, counters::get, admin::set, counters::update, admin::reset,
         admin::delete, admin::create, counters::info, counters::history, counters::stats,
-        badges::badge, pages::counter, pages::dashboard,
+        badges::badge, pages::counter, pages::dashboard, live::live,
     ),
     modifiers(&BearerAuth),
     tags(

@@ -30,9 +30,18 @@ use crate::page::{CounterPage, PERIODS};
 
 use super::state::AppState;
 
-/// No script may run, nothing is loaded from elsewhere: the pages need
-/// neither (inline CSS, inline SVG, the badge from this service).
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'";
+/// Nothing is loaded from elsewhere (inline CSS, inline SVG, the badge
+/// from this service), and the only script that may run is the counter
+/// page's live update ([`crate::page::LIVE_SCRIPT`], by its hash), which
+/// may connect only to this service.
+static CONTENT_SECURITY_POLICY: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(crate::page::LIVE_SCRIPT.as_bytes()));
+    HeaderValue::try_from(format!("default-src 'none'; script-src 'sha256-{hash}'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'"))
+        .expect("the policy is ASCII")
+});
 
 fn html(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
@@ -44,7 +53,7 @@ fn html(status: StatusCode, body: String) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        CONTENT_SECURITY_POLICY.clone(),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -6,6 +6,10 @@
 //! mobile emulation (a 375 px wide viewport, a mobile user agent). A screenshot of each is saved
 //! under the test's target directory (its path is printed).
 //!
+//! With JavaScript on, the counter page follows its live stream: a hit
+//! made from outside the page changes the number in place; the
+//! screenshot taken after it is `docs/counter-page.png`.
+//!
 //! chromedriver is started here, on 127.0.0.1, and the test fails when it
 //! is missing (`apt-get install -y chromium chromium-driver`).
 
@@ -54,9 +58,10 @@ impl Driver {
         driver
     }
 
-    /// A headless Chromium session with JavaScript disabled for pages (the
-    /// driver's own scripts still run: they come through DevTools).
-    async fn session(&self) -> Client {
+    /// A headless Chromium session, JavaScript disabled for pages unless
+    /// `javascript` (the driver's own scripts run either way: they come
+    /// through DevTools).
+    async fn session_with(&self, javascript: bool) -> Client {
         let capabilities = json!({
             "goog:chromeOptions": {
                 "args": [
@@ -66,7 +71,7 @@ impl Driver {
                     "--disable-dev-shm-usage",
                     "--hide-scrollbars",
                 ],
-                "prefs": { "profile.managed_default_content_settings.javascript": 2 },
+                "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
                 // A desktop window cannot be narrower than 500 px; the
                 // emulated device's viewport can.
                 "mobileEmulation": {
@@ -83,6 +88,10 @@ impl Driver {
             .connect(&self.url)
             .await
             .expect("a Chromium session from chromedriver (is chromium installed?)")
+    }
+
+    async fn session(&self) -> Client {
+        self.session_with(false).await
     }
 }
 
@@ -226,4 +235,101 @@ async fn the_counter_page_works_in_a_phone_sized_browser_without_javascript() {
         .await
         .unwrap();
     assert_eq!(value["value"], 7);
+}
+
+#[tokio::test]
+async fn the_counter_page_updates_its_total_in_place_after_a_hit_from_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(AppConfig::embedded(dir.path()));
+    let http = support::client();
+    let created = http
+        .get(format!(
+            "{}/create?namespace=browser-test.example&key=live&value=1233",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let counter = format!("{}/hit/browser-test.example/live", app.base);
+    let page = format!("{}/counter/browser-test.example/live", app.base);
+
+    let driver = Driver::start();
+    let browser = driver.session_with(true).await;
+    let outcome = async {
+        browser.goto(&page).await.unwrap();
+        let total = browser.find(Locator::Id("total")).await.unwrap();
+        assert_eq!(total.text().await.unwrap(), "1,233");
+        let today_before: i64 = browser
+            .find(Locator::Id("today"))
+            .await
+            .unwrap()
+            .attr("data-value")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The page's stream is open once the server has sent its first
+        // value; a hit made before that would be in the page already.
+        let opened = Instant::now();
+        while browser
+            .execute(
+                "return document.getElementById('total').dataset.value",
+                vec![],
+            )
+            .await
+            .unwrap()
+            != json!("1233")
+            || opened.elapsed() < Duration::from_millis(500)
+        {
+            assert!(opened.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // Act: a hit from outside the page.
+        browser
+            .execute("window.notReloaded = true", vec![])
+            .await
+            .unwrap();
+        assert_eq!(http.get(&counter).send().await.unwrap().status(), 200);
+
+        // Assert: the number changes in place, with no reload.
+        let changed = Instant::now();
+        loop {
+            let text = total.text().await.unwrap();
+            if text == "1,234" {
+                break;
+            }
+            assert!(
+                changed.elapsed() < Duration::from_secs(10),
+                "the total still shows {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "the page showed the outside hit after {:?}",
+            changed.elapsed()
+        );
+        assert_eq!(
+            browser
+                .execute("return window.notReloaded", vec![])
+                .await
+                .unwrap(),
+            json!(true),
+            "the page was reloaded"
+        );
+        // Today's figure moves by the same increase.
+        let today = browser.find(Locator::Id("today")).await.unwrap();
+        assert_eq!(
+            today.attr("data-value").await.unwrap(),
+            Some((today_before + 1).to_string())
+        );
+        screenshot(&browser, "counter-page-live.png").await;
+    };
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+    let _ = browser.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }

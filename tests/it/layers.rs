@@ -25,6 +25,7 @@ const WEB_HANDLERS: &[&str] = &[
     "web::admin",
     "web::badges",
     "web::pages",
+    "web::live",
 ];
 const WEB_SHARED: &[&str] = &[
     "web::error",
@@ -510,15 +511,20 @@ fn lower_layers_never_name_the_layers_above() {
     }
     let may_name: &[(&str, &[&str])] = &[
         ("counter", &[]),
+        ("live", &["counter", "metrics"]),
         ("store", &["counter", "metrics"]),
         ("cache", &["counter", "breaker", "metrics"]),
         (
             "writer",
-            &["alarm", "breaker", "cache", "counter", "metrics", "store"],
+            &[
+                "alarm", "breaker", "cache", "counter", "live", "metrics", "store",
+            ],
         ),
         (
             "engine",
-            &["breaker", "cache", "counter", "metrics", "store", "writer"],
+            &[
+                "breaker", "cache", "counter", "live", "metrics", "store", "writer",
+            ],
         ),
     ];
     let mut wrong = Vec::new();

@@ -17,6 +17,7 @@ mod failover;
 mod inprocess;
 mod internet;
 mod layers;
+mod live;
 mod monitoring;
 mod pages;
 mod readme;

@@ -244,7 +244,8 @@ impl InProcess {
         }
     }
 
-    /// Sends `request` through the router and reads the whole answer.
+    /// Sends `request` through the router and reads the whole answer (of
+    /// an event stream, which has no end, its first event).
     pub async fn send(&self, request: axum::http::Request<axum::body::Body>) -> Answer {
         use tower::ServiceExt;
         let response = self
@@ -255,6 +256,19 @@ impl InProcess {
             .expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
+        if headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v == "text/event-stream")
+        {
+            use futures::StreamExt;
+            let mut events = response.into_body().into_data_stream();
+            let first = events.next().await.map(Result::unwrap).unwrap_or_default();
+            return Answer {
+                status,
+                headers,
+                body: first.to_vec(),
+            };
+        }
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
