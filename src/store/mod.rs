@@ -41,6 +41,7 @@ pub use sqlite::SqliteStore;
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals, in_range,
 };
+use crate::visitors::{DayVisits, Sketch};
 
 /// Where the record is and how long a call may take: PostgreSQL at
 /// `database_url`, else the SQLite file at `sqlite_path`.
@@ -389,16 +390,22 @@ impl Store {
     /// `refused`; the others commit. Each delta must lie within
     /// ±`MAX_MAGNITUDE`, and `deltas` must be sorted by counter id, so that
     /// concurrent writers lock rows in the same order.
+    ///
+    /// `visits` (sorted by counter, then day) are merged into the visitor
+    /// sketches of the counters that commit, in the same transaction: a
+    /// visitor is counted only with a counted hit. Without visits the batch
+    /// is the one statement it always was.
     pub async fn apply_batch(
         &self,
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Applied, StoreError> {
         debug_assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
         debug_assert!(deltas.iter().all(|(_, d)| in_range(*d)));
-        dispatch!(self, s => s.apply_batch(writer_id, seq, deltas, may_create).await)
+        dispatch!(self, s => s.apply_batch(writer_id, seq, deltas, visits, may_create).await)
     }
 
     /// [`apply_batch`](Self::apply_batch) for a batch some of whose requests
@@ -413,11 +420,55 @@ impl Store {
         seq: i64,
         deltas: &[(CounterId, i64)],
         claims: &[Claim],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Claimed, StoreError> {
         debug_assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
         debug_assert!(deltas.iter().all(|(_, d)| in_range(*d)));
-        dispatch!(self, s => s.apply_claimed(writer_id, seq, deltas, claims, may_create).await)
+        dispatch!(self, s => s.apply_claimed(writer_id, seq, deltas, claims, visits, may_create).await)
+    }
+
+    /// The visitor salt of `day` (days since 1970-01-01): made by the first
+    /// caller (32 random bytes, inserted if missing), read by every other,
+    /// so all replicas share it. Salts older than the day before are
+    /// deleted on the way: no hash can be recomputed from an address after
+    /// its day is over.
+    pub async fn visitor_salt(&self, day: i64) -> Result<Vec<u8>, StoreError> {
+        let fresh: [u8; 32] = rand::random();
+        dispatch!(self, s => s.visitor_salt(&format_day(day), &format_day(day - 1), &fresh).await)
+    }
+
+    /// The days (`YYYY-MM-DD`) whose visitor salt the record still holds.
+    pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.visitor_salt_days().await)
+    }
+
+    /// Distinct visitors of the last `days` UTC days (today included),
+    /// oldest first, aligned with [`history`](Self::history).
+    pub async fn visitors(&self, id: &CounterId, days: u32) -> Result<Vec<i64>, StoreError> {
+        let today = today_utc();
+        let first = today - i64::from(days.max(1)) + 1;
+        let recorded = self.visitors_between(id, first, today).await?;
+        Ok((first..=today)
+            .map(|day| {
+                let day = format_day(day);
+                recorded
+                    .iter()
+                    .find(|(d, _)| *d == day)
+                    .map_or(0, |(_, v)| *v)
+            })
+            .collect())
+    }
+
+    /// The recorded visitors of each day from `first` to `last` (days since
+    /// 1970-01-01), as (`YYYY-MM-DD`, visitors); days without any are absent.
+    pub async fn visitors_between(
+        &self,
+        id: &CounterId,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, s => s.visitors_between(id, &format_day(first), &format_day(last)).await)
     }
 
     /// Forgets request ids recorded more than `keep` ago; returns how many.
@@ -590,6 +641,25 @@ async fn bounded<T>(
         Ok(result) => Ok(result?),
         Err(_) => Err(StoreError::Timeout(timeout)),
     }
+}
+
+/// A day's sketch as the record holds it (`None`: no row yet) with
+/// `hashes` added: the bytes to store and the new estimate. Bytes this
+/// version did not write are replaced, and said so: a sketch is a count,
+/// never a reason to fail the hits it travels with.
+fn merge_sketch(id: &CounterId, stored: Option<&[u8]>, hashes: &[u64]) -> (Vec<u8>, i64) {
+    let mut sketch = match stored.map(Sketch::from_bytes) {
+        None => Sketch::default(),
+        Some(Some(sketch)) => sketch,
+        Some(None) => {
+            tracing::warn!(counter = %id, "unreadable visitor sketch in the record; counting that day's visitors afresh");
+            Sketch::default()
+        }
+    };
+    for hash in hashes {
+        sketch.insert(*hash);
+    }
+    (sketch.to_bytes(), sketch.estimate())
 }
 
 /// Days since 1970-01-01 of the current UTC date.

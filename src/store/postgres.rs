@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row};
+use super::{
+    BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row, merge_sketch,
+};
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
     SetOutcome, Totals,
 };
+use crate::visitors::DayVisits;
 
 /// Columns of `CounterInfo`, in its order.
 const INFO_COLUMNS: &str = "namespace, key, value, epoch,
@@ -187,6 +190,7 @@ impl PgStore {
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Applied, StoreError> {
         let sql = format!(
@@ -214,19 +218,21 @@ impl PgStore {
             Option<i64>,
             Option<bool>,
         );
-        let rows: Result<Vec<Row>, _> = bounded(
-            self.timeout,
-            sqlx::query_as(&sql)
-                .bind(writer_id)
-                .bind(seq)
-                .bind(&namespaces)
-                .bind(&keys)
-                .bind(&amounts)
-                .bind(MAX_MAGNITUDE)
-                .fetch_all(&self.writer_pool),
-        )
-        .await;
-        let rows = self.outage.note(rows)?;
+        let query = sqlx::query_as(&sql)
+            .bind(writer_id)
+            .bind(seq)
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&amounts)
+            .bind(MAX_MAGNITUDE);
+        let rows: Vec<Row> = self
+            .fetch_counting(query, visits, |row: &Row| match row {
+                (Some(namespace), Some(key), _, Some(_), _) => {
+                    Some(CounterId::new(namespace.as_str(), key.as_str()))
+                }
+                _ => None,
+            })
+            .await?;
         let mut committed = Vec::with_capacity(rows.len());
         let mut created = 0;
         for row in rows {
@@ -273,6 +279,48 @@ impl PgStore {
         })
     }
 
+    /// Runs a batch statement: alone (one statement, its own transaction,
+    /// one round trip) when it carries no visits, as it always did;
+    /// otherwise in a transaction that then merges the visits of the
+    /// counters it committed (`committed` picks them from its rows).
+    ///
+    /// The merge reads each sketch, adds the hashes in Rust and writes it
+    /// back. No two transactions can interleave on one sketch: a batch that
+    /// carries a counter's visits has just updated that counter's row in
+    /// this transaction (visits come only with hits), and that row lock is
+    /// held until the commit, so the next merge of that counter's sketch
+    /// starts after this one committed and reads it (READ COMMITTED reads
+    /// what was committed when each statement starts).
+    async fn fetch_counting<'q, R>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>,
+        visits: &[DayVisits],
+        committed: impl Fn(&R) -> Option<CounterId>,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let rows = if visits.is_empty() {
+            bounded(self.timeout, query.fetch_all(&self.writer_pool)).await
+        } else {
+            bounded(self.timeout, async {
+                let mut tx = self.writer_pool.begin().await?;
+                let rows = query.fetch_all(&mut *tx).await?;
+                let ids: std::collections::HashSet<CounterId> =
+                    rows.iter().filter_map(&committed).collect();
+                let mine: Vec<&DayVisits> =
+                    visits.iter().filter(|v| ids.contains(&v.counter)).collect();
+                if !mine.is_empty() {
+                    merge_visits(&mut tx, &mine).await?;
+                }
+                tx.commit().await?;
+                Ok(rows)
+            })
+            .await
+        };
+        self.outage.note(rows)
+    }
+
     /// `apply_batch` with the batch's request ids, in one statement: `seen`
     /// looks the ids up first and, if any is recorded, the guards leave
     /// everything (the writer's progress included) as it was and the
@@ -289,6 +337,7 @@ impl PgStore {
         seq: i64,
         deltas: &[(CounterId, i64)],
         claims: &[Claim],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Claimed, StoreError> {
         let sql = format!(
@@ -351,23 +400,25 @@ impl PgStore {
             Option<bool>,
             Option<String>,
         );
-        let rows: Result<Vec<Row>, _> = bounded(
-            self.timeout,
-            sqlx::query_as(&sql)
-                .bind(writer_id)
-                .bind(seq)
-                .bind(&namespaces)
-                .bind(&keys)
-                .bind(&amounts)
-                .bind(MAX_MAGNITUDE)
-                .bind(&claim_namespaces)
-                .bind(&claim_keys)
-                .bind(&claim_ids)
-                .bind(&positions)
-                .fetch_all(&self.writer_pool),
-        )
-        .await;
-        let rows = self.outage.note(rows)?;
+        let query = sqlx::query_as(&sql)
+            .bind(writer_id)
+            .bind(seq)
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&amounts)
+            .bind(MAX_MAGNITUDE)
+            .bind(&claim_namespaces)
+            .bind(&claim_keys)
+            .bind(&claim_ids)
+            .bind(&positions);
+        let rows: Vec<Row> = self
+            .fetch_counting(query, visits, |row: &Row| match row {
+                (Some(namespace), Some(key), _, Some(_), _, None) => {
+                    Some(CounterId::new(namespace.as_str(), key.as_str()))
+                }
+                _ => None,
+            })
+            .await?;
         let mut committed = Vec::with_capacity(rows.len());
         let mut repeated = Vec::new();
         let mut created = 0;
@@ -561,6 +612,7 @@ impl PgStore {
             self.timeout,
             sqlx::query_as(
                 "WITH days AS (DELETE FROM counter_days WHERE namespace = $1 AND key = $2),
+                      visitors AS (DELETE FROM visitor_days WHERE namespace = $1 AND key = $2),
                       gone AS (DELETE FROM counters WHERE namespace = $1 AND key = $2 RETURNING 1)
                  SELECT count(*) FROM gone",
             )
@@ -650,6 +702,81 @@ impl PgStore {
             .bind(counters as i64)
             .bind(days as i32)
             .bind(MAX_MAGNITUDE)
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+
+    /// See [`super::Store::visitor_salt`]: one statement, so the delete of
+    /// old salts and the insert-or-read of today's commit together.
+    pub async fn visitor_salt(
+        &self,
+        day: &str,
+        yesterday: &str,
+        fresh: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let made: Option<(Vec<u8>,)> = bounded(
+            self.timeout,
+            sqlx::query_as(
+                "WITH old AS (DELETE FROM visitor_salts WHERE day < $3::date),
+                      made AS (
+                          INSERT INTO visitor_salts (day, salt) VALUES ($1::date, $2)
+                          ON CONFLICT (day) DO NOTHING
+                          RETURNING salt
+                      )
+                 SELECT salt FROM made
+                 UNION ALL
+                 SELECT salt FROM visitor_salts WHERE day = $1::date
+                 LIMIT 1",
+            )
+            .bind(day)
+            .bind(fresh)
+            .bind(yesterday)
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        if let Some((salt,)) = made {
+            return Ok(salt);
+        }
+        // Another replica inserted it while this statement ran: its
+        // snapshot predates that row, which a new statement sees.
+        let (salt,): (Vec<u8>,) = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT salt FROM visitor_salts WHERE day = $1::date")
+                .bind(day)
+                .fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(salt)
+    }
+
+    pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT to_char(day, 'YYYY-MM-DD') FROM visitor_salts ORDER BY day")
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows.into_iter().map(|(day,)| day).collect())
+    }
+
+    pub async fn visitors_between(
+        &self,
+        id: &CounterId,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        bounded(
+            self.timeout,
+            sqlx::query_as(
+                "SELECT to_char(day, 'YYYY-MM-DD'), visitors FROM visitor_days
+                 WHERE namespace = $1 AND key = $2 AND day BETWEEN $3::date AND $4::date
+                 ORDER BY day",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(first)
+            .bind(last)
             .fetch_all(&self.pool),
         )
         .await
@@ -880,6 +1007,57 @@ impl PgStore {
     }
 }
 // --- End of export and import. ---
+
+/// Merges each day's visits into its sketch, inside the batch's
+/// transaction (see `PgStore::fetch_counting` for why no other transaction
+/// can interleave): one read of the sketches, one upsert.
+async fn merge_visits(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    visits: &[&DayVisits],
+) -> Result<(), sqlx::Error> {
+    let namespaces: Vec<&str> = visits
+        .iter()
+        .map(|v| v.counter.namespace.as_str())
+        .collect();
+    let keys: Vec<&str> = visits.iter().map(|v| v.counter.key.as_str()).collect();
+    let days: Vec<String> = visits.iter().map(|v| super::format_day(v.day)).collect();
+    // One primary-key lookup per element (a subquery, as for request ids:
+    // a join's prepared plan may scan the table).
+    let stored: Vec<(Option<Vec<u8>>,)> = sqlx::query_as(
+        "SELECT (SELECT v.sketch FROM visitor_days v
+                 WHERE v.namespace = t.namespace AND v.key = t.key AND v.day = t.day::date)
+         FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(namespace, key, day, n)
+         ORDER BY t.n",
+    )
+    .bind(&namespaces)
+    .bind(&keys)
+    .bind(&days)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut sketches = Vec::with_capacity(visits.len());
+    let mut counts = Vec::with_capacity(visits.len());
+    for (visit, (old,)) in visits.iter().zip(&stored) {
+        let (bytes, count) = merge_sketch(&visit.counter, old.as_deref(), &visit.hashes);
+        sketches.push(bytes);
+        counts.push(count);
+    }
+    sqlx::query(
+        "INSERT INTO visitor_days AS v (namespace, key, day, visitors, sketch)
+         SELECT t.namespace, t.key, t.day::date, t.visitors, t.sketch
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])
+             AS t(namespace, key, day, visitors, sketch)
+         ON CONFLICT (namespace, key, day) DO UPDATE
+             SET visitors = EXCLUDED.visitors, sketch = EXCLUDED.sketch",
+    )
+    .bind(&namespaces)
+    .bind(&keys)
+    .bind(&days)
+    .bind(&counts)
+    .bind(&sketches)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

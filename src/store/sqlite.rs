@@ -15,11 +15,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row};
+use super::{
+    BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row, merge_sketch,
+};
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
     SetOutcome, Totals, in_range,
 };
+use crate::visitors::DayVisits;
 
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 const TODAY: &str = "strftime('%Y-%m-%d', 'now')";
@@ -80,11 +83,13 @@ impl SqliteStore {
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Applied, StoreError> {
         bounded(self.timeout, async {
             let mut tx = self.writer_pool.begin_with("BEGIN IMMEDIATE").await?;
             let applied = apply_in(&mut tx, writer_id, seq, deltas, may_create).await?;
+            merge_visits(&mut tx, &applied, visits).await?;
             finish(tx, &applied).await?;
             Ok(applied)
         })
@@ -102,6 +107,7 @@ impl SqliteStore {
         seq: i64,
         deltas: &[(CounterId, i64)],
         claims: &[Claim],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Claimed, StoreError> {
         bounded(self.timeout, async {
@@ -149,6 +155,7 @@ impl SqliteStore {
                     .await?;
                 }
             }
+            merge_visits(&mut tx, &applied, visits).await?;
             finish(tx, &applied).await?;
             Ok(Claimed::Applied(applied))
         })
@@ -268,11 +275,15 @@ impl SqliteStore {
     pub async fn delete(&self, id: &CounterId) -> Result<bool, StoreError> {
         bounded(self.timeout, async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query("DELETE FROM counter_days WHERE namespace = ?1 AND key = ?2")
+            for table in ["counter_days", "visitor_days"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE namespace = ?1 AND key = ?2"
+                ))
                 .bind(&id.namespace)
                 .bind(&id.key)
                 .execute(&mut *tx)
                 .await?;
+            }
             let gone = sqlx::query("DELETE FROM counters WHERE namespace = ?1 AND key = ?2")
                 .bind(&id.namespace)
                 .bind(&id.key)
@@ -358,6 +369,67 @@ impl SqliteStore {
             .bind(i64::from(counters))
             .bind(i64::from(days))
             .bind(MAX_MAGNITUDE)
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+
+    /// See [`super::Store::visitor_salt`]: under the write lock, so the
+    /// first caller's salt is the one every caller reads.
+    pub async fn visitor_salt(
+        &self,
+        day: &str,
+        yesterday: &str,
+        fresh: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        bounded(self.timeout, async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query("DELETE FROM visitor_salts WHERE day < ?1")
+                .bind(yesterday)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO visitor_salts (day, salt) VALUES (?1, ?2) ON CONFLICT (day) DO NOTHING")
+                .bind(day)
+                .bind(fresh)
+                .execute(&mut *tx)
+                .await?;
+            let (salt,): (Vec<u8>,) =
+                sqlx::query_as("SELECT salt FROM visitor_salts WHERE day = ?1")
+                    .bind(day)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(salt)
+        })
+        .await
+    }
+
+    pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT day FROM visitor_salts ORDER BY day").fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows.into_iter().map(|(day,)| day).collect())
+    }
+
+    pub async fn visitors_between(
+        &self,
+        id: &CounterId,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        bounded(
+            self.timeout,
+            sqlx::query_as(
+                "SELECT day, visitors FROM visitor_days
+                 WHERE namespace = ?1 AND key = ?2 AND day BETWEEN ?3 AND ?4
+                 ORDER BY day",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(first)
+            .bind(last)
             .fetch_all(&self.pool),
         )
         .await
@@ -547,6 +619,50 @@ impl SqliteStore {
     }
 }
 // --- End of export and import. ---
+
+/// Merges each day's visits into its sketch, for the counters the batch
+/// committed, inside its transaction (which holds the file's write lock).
+async fn merge_visits(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    applied: &Applied,
+    visits: &[DayVisits],
+) -> Result<(), sqlx::Error> {
+    let Applied::Now { committed, .. } = applied else {
+        return Ok(());
+    };
+    for visit in visits {
+        if !committed.iter().any(|c| c.id == visit.counter) {
+            continue;
+        }
+        let day = super::format_day(visit.day);
+        let stored: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT sketch FROM visitor_days WHERE namespace = ?1 AND key = ?2 AND day = ?3",
+        )
+        .bind(&visit.counter.namespace)
+        .bind(&visit.counter.key)
+        .bind(&day)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let (sketch, visitors) = merge_sketch(
+            &visit.counter,
+            stored.as_ref().map(|(s,)| s.as_slice()),
+            &visit.hashes,
+        );
+        sqlx::query(
+            "INSERT INTO visitor_days (namespace, key, day, visitors, sketch) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (namespace, key, day) DO UPDATE
+                 SET visitors = excluded.visitors, sketch = excluded.sketch",
+        )
+        .bind(&visit.counter.namespace)
+        .bind(&visit.counter.key)
+        .bind(&day)
+        .bind(visitors)
+        .bind(sketch)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
 
 /// Commits a batch's transaction, or rolls back one that was applied before.
 async fn finish(

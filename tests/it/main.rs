@@ -25,3 +25,4 @@ mod seed;
 mod shutdown;
 mod startup;
 mod tls;
+mod visitors;

@@ -1,0 +1,186 @@
+//! Unique visitors (issue #13, item 2) on both records: a visitor is the
+//! client's address (the socket peer, or behind a trusted proxy its
+//! forwarded address) with its User-Agent, per counter and UTC day; the
+//! same one twice is one; the salt rotates at a day boundary (the engine's
+//! visitor clock is moved, not waited for) and the one before yesterday's
+//! is deleted.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::{App, AppConfig, InProcess, client, client_from};
+
+/// GET `path` on the in-process router as the client at `addr` with
+/// `user_agent`, as the served router sees a socket's peer.
+async fn get_as(b: &InProcess, path: &str, addr: &str, user_agent: &str) -> (StatusCode, Value) {
+    let peer = SocketAddr::new(addr.parse::<IpAddr>().unwrap(), 40_000);
+    let mut request = Request::builder()
+        .uri(path)
+        .header("user-agent", user_agent)
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let answer = b.send(request).await;
+    (answer.status, answer.json())
+}
+
+/// Today's hits and visitors from `/history` (its last day).
+async fn today(b: &InProcess, counter: &str) -> (i64, i64) {
+    let history = b.get(&format!("/history/{counter}?days=2")).await.json();
+    let day = &history["days"][1];
+    (
+        day["hits"].as_i64().unwrap(),
+        day["visitors"].as_i64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn distinct_addresses_and_agents_are_distinct_visitors_and_the_same_one_twice_is_one() {
+    for b in InProcess::both(None).await {
+        let hits = [
+            ("127.0.0.2", "firefox"),
+            ("127.0.0.2", "firefox"),
+            ("127.0.0.2", "firefox"),
+            ("127.0.0.3", "firefox"),
+            ("127.0.0.2", "curl"),
+            ("127.0.0.2", "curl"),
+            ("127.0.0.4", "firefox"),
+        ];
+        for (i, (addr, agent)) in hits.iter().enumerate() {
+            let (status, body) = get_as(&b, "/hit/site.example/page", addr, agent).await;
+            assert_eq!(status, StatusCode::OK, "{}: {body}", b.name);
+            assert_eq!(body["value"], i as i64 + 1);
+        }
+        // A request from no socket is counted, with no visitor.
+        assert_eq!(b.get("/hit/site.example/page").await.json()["value"], 8);
+        assert_eq!(today(&b, "site.example/page").await, (8, 4), "{}", b.name);
+
+        // The same client on another counter is that counter's visitor.
+        get_as(&b, "/hit/site.example/other", "127.0.0.2", "firefox").await;
+        get_as(&b, "/hit/site.example/other", "127.0.0.2", "firefox").await;
+        assert_eq!(today(&b, "site.example/other").await, (2, 1));
+
+        // /info: with detail only (CountAPI's clients refuse unknown fields).
+        let info = b.get("/info/site.example/page?detail=true").await.json();
+        assert_eq!(info["visitors"], 4, "{}: {info}", b.name);
+        let plain = b.get("/info/site.example/page").await.json();
+        assert!(plain.get("visitors").is_none(), "{plain}");
+
+        // The badge shows them; read only, nothing changes.
+        let badge = b
+            .get("/badge/site.example/page.json?hit=false&show=visitors")
+            .await
+            .json();
+        assert_eq!(badge["message"], "4", "{}: {badge}", b.name);
+        // Counting through the badge counts its visitor too.
+        get_as(
+            &b,
+            "/badge/site.example/page.svg?show=visitors",
+            "127.0.0.5",
+            "firefox",
+        )
+        .await;
+        assert_eq!(today(&b, "site.example/page").await, (9, 5));
+
+        // The counter's page shows today's figure.
+        let page = b.get("/counter/site.example/page").await.text();
+        assert!(page.contains(r#"id="visitors" data-value="5""#), "{page}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_day_has_a_new_salt_and_the_one_before_yesterday_is_deleted() {
+    for b in InProcess::both(None).await {
+        let store = b.engine.store();
+        let clock = b.engine.visitor_clock();
+        let id = hitcounter::counter::CounterId::new("site.example", "daily");
+        let day0 = clock.today();
+        let visitors_on = |day: i64| {
+            let id = id.clone();
+            async move {
+                let recorded = store.visitors_between(&id, day, day).await.unwrap();
+                recorded.first().map_or(0, |(_, v)| *v)
+            }
+        };
+
+        get_as(&b, "/hit/site.example/daily", "127.0.0.2", "firefox").await;
+        get_as(&b, "/hit/site.example/daily", "127.0.0.2", "firefox").await;
+        assert_eq!(visitors_on(day0).await, 1, "{}", b.name);
+        let days0 = store.visitor_salt_days().await.unwrap();
+        assert_eq!(days0.len(), 1, "{days0:?}");
+
+        // Midnight: the same client is the new day's visitor, under a new
+        // salt; yesterday's is kept (a replica may still be on it).
+        clock.advance_days(1);
+        get_as(&b, "/hit/site.example/daily", "127.0.0.2", "firefox").await;
+        get_as(&b, "/hit/site.example/daily", "127.0.0.2", "firefox").await;
+        assert_eq!(visitors_on(day0 + 1).await, 1, "{}", b.name);
+        assert_eq!(visitors_on(day0).await, 1);
+        let days1 = store.visitor_salt_days().await.unwrap();
+        assert_eq!(days1.len(), 2, "{days1:?}");
+        assert_eq!(days1[0], days0[0]);
+
+        // A day later the first day's salt is gone: no hash of that day can
+        // be recomputed from an address.
+        clock.advance_days(1);
+        get_as(&b, "/hit/site.example/daily", "127.0.0.2", "firefox").await;
+        assert_eq!(visitors_on(day0 + 2).await, 1);
+        let days2 = store.visitor_salt_days().await.unwrap();
+        assert_eq!(days2, vec![days1[1].clone(), days2[1].clone()], "{days2:?}");
+        assert!(!days2.contains(&days0[0]), "{days2:?}");
+    }
+}
+
+/// The real binary over sockets: clients on 127.0.0.2 and 127.0.0.3 are
+/// two visitors; behind the trusted proxy (127.0.0.1) the forwarded
+/// address is the client.
+#[tokio::test]
+async fn clients_on_distinct_loopback_addresses_and_behind_a_trusted_proxy_are_distinct_visitors() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(AppConfig::embedded(dir.path()).env("TRUSTED_PROXIES", "127.0.0.1/32"));
+    let url = format!("{}/hit/site.example/sockets", app.base);
+    let send = |client: reqwest::Client, forwarded: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut request = client.get(url).header("user-agent", "firefox");
+            if let Some(forwarded) = forwarded {
+                request = request.header("x-forwarded-for", forwarded);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    };
+    send(client_from("127.0.0.2"), None).await;
+    send(client_from("127.0.0.2"), None).await;
+    send(client_from("127.0.0.3"), None).await;
+    // Not a trusted proxy: its header is ignored, it is 127.0.0.3 again.
+    send(client_from("127.0.0.3"), Some("127.0.0.8")).await;
+    send(client(), Some("127.0.0.9")).await;
+    send(client(), Some("127.0.0.9")).await;
+    send(client(), Some("127.0.0.10")).await;
+
+    let history: Value = client()
+        .get(format!("{}/history/site.example/sockets?days=1", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["days"][0]["hits"], 7, "{history}");
+    assert_eq!(history["days"][0]["visitors"], 4, "{history}");
+    // Neither an address nor a User-Agent is in the record.
+    let record = std::fs::read(dir.path().join("hitcounter.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("hitcounter.db-wal")).unwrap_or_default();
+    for bytes in [record, wal] {
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in ["127.0.0.2", "127.0.0.9", "firefox"] {
+            assert!(!text.contains(secret), "{secret} is in the record");
+        }
+    }
+}
