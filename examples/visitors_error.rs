@@ -14,10 +14,10 @@ fn main() {
     let counter = CounterId::new("site.example", "page");
     println!("visitors   trials  mean |error|  worst |error|  record bytes");
     for (visitors, trials) in [
-        (1_000u32, 20u32),
-        (10_000, 20),
-        (100_000, 10),
-        (1_000_000, 5),
+        (1_000u32, 100u32),
+        (10_000, 100),
+        (100_000, 20),
+        (1_000_000, 20),
     ] {
         let (mut sum, mut worst, mut bytes) = (0.0f64, 0.0f64, 0);
         for _ in 0..trials {

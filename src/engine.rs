@@ -59,6 +59,13 @@ const REQUEST_ID_PRUNE: Duration = Duration::from_secs(10);
 /// visitors before the next read is tried.
 const SALT_RETRY: Duration = Duration::from_secs(1);
 
+/// How long a counter's "first hits only" option is reused before it is
+/// read again (the option is set at `/create`; a counter deleted and made
+/// again with another may be counted the old way this long), and for how
+/// many counters at most (when full, all are forgotten: about 5 MB).
+const FIRST_HIT_TTL: Duration = Duration::from_secs(60);
+const FIRST_HIT_ENTRIES: usize = 65_536;
+
 /// How often each process recounts the counters for the quota.
 const QUOTA_REFRESH: Duration = Duration::from_secs(5);
 
@@ -133,6 +140,10 @@ pub struct Engine {
     /// Held by the one read of a new day's salt; after a failed read, when
     /// the next may be tried (until then hits go without visitors at once).
     salt_fetch: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Whether each recently hit counter counts first hits only, and when
+    /// that was read: at most `FIRST_HIT_ENTRIES`, each for `FIRST_HIT_TTL`.
+    first_hit_only:
+        std::sync::Mutex<std::collections::HashMap<CounterId, (std::time::Instant, bool)>>,
 }
 
 impl Engine {
@@ -186,6 +197,7 @@ impl Engine {
             visitor_clock: Arc::new(Clock::default()),
             salts: SaltCache::default(),
             salt_fetch: tokio::sync::Mutex::new(None),
+            first_hit_only: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -239,6 +251,28 @@ impl Engine {
             Some((addr, user_agent)) => self.visit_of(&id, addr, user_agent).await,
             None => None,
         };
+        // A counter that counts first hits only: the hit counts only if it
+        // claims its visitor's first hit of the day in the record (one
+        // replica wins); a repeat is answered with the value, uncounted.
+        if let Some(visit) = visit
+            && amount == 1
+            && self.counts_first_hits_only(&id).await
+        {
+            match self.store.claim_first_hit(&id, visit).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let value = self.get(&id).await.ok().flatten().unwrap_or(0);
+                    return Ok(Hit {
+                        value,
+                        durable: true,
+                    });
+                }
+                // The record is down: counted as any hit (from Redis).
+                Err(error) => {
+                    tracing::debug!(%error, counter = %id, "first hit not claimed; counted")
+                }
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.hits_tx
             .send(HitRequest {
@@ -294,6 +328,42 @@ impl Engine {
             day,
             hash: visitor_hash(&salt, addr, user_agent, id),
         })
+    }
+
+    /// Whether `id` counts only each visitor's first hit of the day, as read
+    /// from the record at most once per `FIRST_HIT_TTL` (false for a missing
+    /// counter and when the record cannot say).
+    async fn counts_first_hits_only(&self, id: &CounterId) -> bool {
+        let now = std::time::Instant::now();
+        let known = self
+            .first_hit_only
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .filter(|(read_at, _)| now.duration_since(*read_at) < FIRST_HIT_TTL)
+            .map(|(_, first)| *first);
+        if let Some(first) = known {
+            return first;
+        }
+        let Ok(first) = self.read(self.store.first_hit_only(id)).await else {
+            return false;
+        };
+        let first = first.unwrap_or(false);
+        let mut cache = self
+            .first_hit_only
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= FIRST_HIT_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(id.clone(), (now, first));
+        first
+    }
+
+    /// Whether `id` counts only each visitor's first hit of the day (`None`:
+    /// no such counter).
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        self.read(self.store.first_hit_only(id)).await
     }
 
     /// Distinct visitors of the last `days` UTC days, oldest first, aligned

@@ -31,6 +31,12 @@
 //! | the hit's batch goes to the backlog (record down) | the visitor is dropped (held increments carry no visitors) | hits exact, visitors an undercount during the outage |
 //! | the hit's counter refused (range, quota) | not merged | a visitor is only ever counted with a counted hit |
 //!
+//! A counter created with `first_hit_only` counts only each visitor's first
+//! hit of the day: that needs membership, which a HyperLogLog cannot answer
+//! exactly, so the engine claims (visitor, day) in the record
+//! (`visitor_firsts`, a primary-key insert that one replica wins) before
+//! the hit is queued; see `docs/architecture.md`, section 10.
+//!
 //! Hand-written rather than a HyperLogLog crate: the input is already a
 //! uniform keyed 64-bit hash (no hashing needed), the record needs a byte
 //! format of its own that no crate version can change under it, and the

@@ -299,6 +299,21 @@ impl FakeStore {
         Ok(fresh.to_vec())
     }
 
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        self.check_up()?;
+        Ok(self.lock().values.get(id).map(|_| false))
+    }
+
+    pub async fn claim_first_hit(
+        &self,
+        _id: &CounterId,
+        _day: &str,
+        _hash: i64,
+    ) -> Result<bool, StoreError> {
+        self.check_up()?;
+        Ok(true)
+    }
+
     pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
         self.check_up()?;
         Ok(Vec::new())
@@ -404,6 +419,7 @@ impl FakeStore {
                 value,
                 details: None,
                 history: Vec::new(),
+                visitors: Vec::new(),
             };
             if each(record).is_break() {
                 break;

@@ -41,7 +41,7 @@ pub use sqlite::SqliteStore;
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals, in_range,
 };
-use crate::visitors::{DayVisits, Sketch};
+use crate::visitors::{DayVisits, Sketch, Visit};
 
 /// Where the record is and how long a call may take: PostgreSQL at
 /// `database_url`, else the SQLite file at `sqlite_path`.
@@ -438,6 +438,18 @@ impl Store {
         dispatch!(self, s => s.visitor_salt(&format_day(day), &format_day(day - 1), &fresh).await)
     }
 
+    /// Whether the counter counts only each visitor's first hit of the day;
+    /// `None` when it does not exist.
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        dispatch!(self, s => s.first_hit_only(id).await)
+    }
+
+    /// Claims `visit` as its visitor's first hit of the day on counter
+    /// `id`: true for the one caller, on any replica, that records it.
+    pub async fn claim_first_hit(&self, id: &CounterId, visit: Visit) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.claim_first_hit(id, &format_day(visit.day), visit.hash as i64).await)
+    }
+
     /// The days (`YYYY-MM-DD`) whose visitor salt the record still holds.
     pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
         dispatch!(self, s => s.visitor_salt_days().await)
@@ -662,6 +674,12 @@ fn merge_sketch(id: &CounterId, stored: Option<&[u8]>, hashes: &[u64]) -> (Vec<u
     (sketch.to_bytes(), sketch.estimate())
 }
 
+/// The visitors a sketch in the record's form counts (0 for bytes this
+/// version did not write: `import` checks them before they get here).
+fn sketch_estimate(bytes: &[u8]) -> i64 {
+    Sketch::from_bytes(bytes).map_or(0, |sketch| sketch.estimate())
+}
+
 /// Days since 1970-01-01 of the current UTC date.
 fn today_utc() -> i64 {
     let secs = std::time::SystemTime::now()
@@ -709,6 +727,9 @@ pub struct CounterRecord {
     pub details: Option<CounterDetails>,
     /// Increments per UTC day, oldest first.
     pub history: Vec<DayCount>,
+    /// The visitor sketch of each UTC day (`YYYY-MM-DD`, the record's bytes
+    /// of a [`Sketch`]), oldest first.
+    pub visitors: Vec<(String, Vec<u8>)>,
 }
 
 /// A counter's options and creation time, as the record keeps them.
@@ -788,16 +809,37 @@ fn group_days(
 /// upper, admin key hash, created ms).
 type ExportRow = (String, String, i64, bool, i64, i64, Option<String>, i64);
 
+/// One page's visitor rows (namespace, key, day, sketch) by counter, each
+/// counter's oldest first.
+type VisitorsByCounter = std::collections::HashMap<CounterId, Vec<(String, Vec<u8>)>>;
+
+fn group_visitors(rows: Vec<(String, String, String, Vec<u8>)>) -> VisitorsByCounter {
+    let mut visitors = VisitorsByCounter::new();
+    for (namespace, key, day, sketch) in rows {
+        visitors
+            .entry(CounterId { namespace, key })
+            .or_default()
+            .push((day, sketch));
+    }
+    for days in visitors.values_mut() {
+        days.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    visitors
+}
+
 fn record_from_row(
     row: ExportRow,
     days: &mut std::collections::HashMap<CounterId, Vec<DayCount>>,
+    visitors: &mut VisitorsByCounter,
 ) -> CounterRecord {
     let (namespace, key, value, enable_reset, lower, upper, hash, created_ms) = row;
     let id = CounterId { namespace, key };
     let history = days.remove(&id).unwrap_or_default();
+    let visitors = visitors.remove(&id).unwrap_or_default();
     CounterRecord {
         id,
         value,
+        visitors,
         details: Some(CounterDetails {
             enable_reset,
             update_lowerbound: lower,

@@ -560,8 +560,8 @@ impl PgStore {
 
     pub async fn create(&self, spec: &CounterSpec) -> Result<CounterInfo, StoreError> {
         let sql = format!(
-            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, first_hit_only)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (namespace, key) DO NOTHING
              RETURNING {INFO_COLUMNS}"
         );
@@ -575,6 +575,7 @@ impl PgStore {
                 .bind(spec.bounds().lower())
                 .bind(spec.bounds().upper())
                 .bind(spec.admin_key_hash())
+                .bind(spec.counts_first_hits_only())
                 .fetch_optional(&self.pool),
         )
         .await?;
@@ -719,6 +720,7 @@ impl PgStore {
             self.timeout,
             sqlx::query_as(
                 "WITH old AS (DELETE FROM visitor_salts WHERE day < $3::date),
+                      old_firsts AS (DELETE FROM visitor_firsts WHERE day < $3::date),
                       made AS (
                           INSERT INTO visitor_salts (day, salt) VALUES ($1::date, $2)
                           ON CONFLICT (day) DO NOTHING
@@ -748,6 +750,40 @@ impl PgStore {
         )
         .await?;
         Ok(salt)
+    }
+
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        let row: Option<(bool,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT first_hit_only FROM counters WHERE namespace = $1 AND key = $2")
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(first,)| first))
+    }
+
+    pub async fn claim_first_hit(
+        &self,
+        id: &CounterId,
+        day: &str,
+        hash: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = bounded(
+            self.timeout,
+            sqlx::query(
+                "INSERT INTO visitor_firsts (namespace, key, day, hash) VALUES ($1, $2, $3::date, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(day)
+            .bind(hash)
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(claimed.rows_affected() == 1)
     }
 
     pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
@@ -865,11 +901,25 @@ impl PgStore {
             )
             .await?;
             let mut days = super::group_days(days);
+            let visitors: Vec<(String, String, String, Vec<u8>)> = bounded(
+                self.timeout,
+                sqlx::query_as(
+                    "SELECT namespace, key, to_char(day, 'YYYY-MM-DD'), sketch FROM visitor_days
+                     WHERE (namespace, key) >= ($1, $2) AND (namespace, key) <= ($3, $4)",
+                )
+                .bind(&first.0)
+                .bind(&first.1)
+                .bind(&last.0)
+                .bind(&last.1)
+                .fetch_all(&mut *tx),
+            )
+            .await?;
+            let mut visitors = super::group_visitors(visitors);
             after = Some((last.0.clone(), last.1.clone()));
             let full = rows.len() == page as usize;
             for row in rows {
                 exported += 1;
-                if each(super::record_from_row(row, &mut days)).is_break() {
+                if each(super::record_from_row(row, &mut days, &mut visitors)).is_break() {
                     return Ok(exported);
                 }
             }
@@ -985,6 +1035,34 @@ impl PgStore {
                     days.push(day.day.as_str());
                     hits.push(day.hits);
                 }
+            }
+            let (mut v_namespaces, mut v_keys, mut v_days, mut v_counts, mut v_sketches) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for record in records.iter().filter(|r| ids.contains(&r.id)) {
+                for (day, sketch) in &record.visitors {
+                    v_namespaces.push(record.id.namespace.as_str());
+                    v_keys.push(record.id.key.as_str());
+                    v_days.push(day.as_str());
+                    v_counts.push(super::sketch_estimate(sketch));
+                    v_sketches.push(sketch.as_slice());
+                }
+            }
+            if !v_days.is_empty() {
+                sqlx::query(
+                    "INSERT INTO visitor_days AS v (namespace, key, day, visitors, sketch)
+                     SELECT t.namespace, t.key, t.day::date, t.visitors, t.sketch
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])
+                         AS t(namespace, key, day, visitors, sketch)
+                     ON CONFLICT (namespace, key, day) DO UPDATE
+                         SET visitors = EXCLUDED.visitors, sketch = EXCLUDED.sketch",
+                )
+                .bind(&v_namespaces)
+                .bind(&v_keys)
+                .bind(&v_days)
+                .bind(&v_counts)
+                .bind(&v_sketches)
+                .execute(&mut *tx)
+                .await?;
             }
             if !days.is_empty() {
                 sqlx::query(

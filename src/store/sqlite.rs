@@ -227,8 +227,8 @@ impl SqliteStore {
         let row: Option<InfoRow> = bounded(
             self.timeout,
             sqlx::query_as(&format!(
-                "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, first_hit_only)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (namespace, key) DO NOTHING
                  RETURNING {INFO_COLUMNS}"
             ))
@@ -239,6 +239,7 @@ impl SqliteStore {
             .bind(spec.bounds().lower())
             .bind(spec.bounds().upper())
             .bind(spec.admin_key_hash())
+            .bind(spec.counts_first_hits_only())
             .fetch_optional(&self.pool),
         )
         .await?;
@@ -384,10 +385,12 @@ impl SqliteStore {
     ) -> Result<Vec<u8>, StoreError> {
         bounded(self.timeout, async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query("DELETE FROM visitor_salts WHERE day < ?1")
-                .bind(yesterday)
-                .execute(&mut *tx)
-                .await?;
+            for table in ["visitor_salts", "visitor_firsts"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE day < ?1"))
+                    .bind(yesterday)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("INSERT INTO visitor_salts (day, salt) VALUES (?1, ?2) ON CONFLICT (day) DO NOTHING")
                 .bind(day)
                 .bind(fresh)
@@ -402,6 +405,40 @@ impl SqliteStore {
             Ok(salt)
         })
         .await
+    }
+
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        let row: Option<(bool,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT first_hit_only FROM counters WHERE namespace = ?1 AND key = ?2")
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(first,)| first))
+    }
+
+    pub async fn claim_first_hit(
+        &self,
+        id: &CounterId,
+        day: &str,
+        hash: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = bounded(
+            self.timeout,
+            sqlx::query(
+                "INSERT INTO visitor_firsts (namespace, key, day, hash) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(day)
+            .bind(hash)
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(claimed.rows_affected() == 1)
     }
 
     pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
@@ -513,11 +550,25 @@ impl SqliteStore {
             )
             .await?;
             let mut days = super::group_days(days);
+            let visitors: Vec<(String, String, String, Vec<u8>)> = bounded(
+                self.timeout,
+                sqlx::query_as(
+                    "SELECT namespace, key, day, sketch FROM visitor_days
+                     WHERE (namespace, key) >= (?1, ?2) AND (namespace, key) <= (?3, ?4)",
+                )
+                .bind(&first.0)
+                .bind(&first.1)
+                .bind(&last.0)
+                .bind(&last.1)
+                .fetch_all(&mut *tx),
+            )
+            .await?;
+            let mut visitors = super::group_visitors(visitors);
             after = Some((last.0.clone(), last.1.clone()));
             let full = rows.len() == page as usize;
             for row in rows {
                 exported += 1;
-                if each(super::record_from_row(row, &mut days)).is_break() {
+                if each(super::record_from_row(row, &mut days, &mut visitors)).is_break() {
                     return Ok(exported);
                 }
             }
@@ -603,6 +654,20 @@ impl SqliteStore {
                     .bind(key)
                     .bind(&day.day)
                     .bind(day.hits)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (day, sketch) in &record.visitors {
+                    sqlx::query(
+                        "INSERT INTO visitor_days (namespace, key, day, visitors, sketch) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (namespace, key, day) DO UPDATE
+                             SET visitors = excluded.visitors, sketch = excluded.sketch",
+                    )
+                    .bind(namespace)
+                    .bind(key)
+                    .bind(day)
+                    .bind(super::sketch_estimate(sketch))
+                    .bind(sketch)
                     .execute(&mut *tx)
                     .await?;
                 }

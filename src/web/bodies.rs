@@ -67,6 +67,10 @@ pub struct InfoBody {
     /// then estimated (0.81% standard error; see docs/api.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visitors: Option<i64>,
+    /// With `detail=true`: whether only each visitor's first hit of the UTC
+    /// day counts (set at `/create`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_hit_only: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

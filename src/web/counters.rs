@@ -128,14 +128,15 @@ async fn counter_info(
 ) -> Result<Json<InfoBody>, AppError> {
     let detail = params.bool("detail")?.unwrap_or(false);
     let info = existing(state, id).await?;
-    let (history, visitors) = if detail {
+    let (history, visitors, first_hit_only) = if detail {
         let today = state.engine.visitors(id, 1).await?;
         (
             Some(state.engine.history(id, 7).await?),
             today.last().copied(),
+            state.engine.first_hit_only(id).await?,
         )
     } else {
-        (None, None)
+        (None, None, None)
     };
     Ok(Json(InfoBody {
         namespace: info.id.namespace,
@@ -149,6 +150,7 @@ async fn counter_info(
         has_admin_key: detail.then_some(info.admin_key_hash.is_some()),
         history,
         visitors,
+        first_hit_only,
     }))
 }
 

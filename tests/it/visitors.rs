@@ -184,3 +184,82 @@ async fn clients_on_distinct_loopback_addresses_and_behind_a_trusted_proxy_are_d
         }
     }
 }
+
+/// `export` carries each day's sketch and `import` writes it, from either
+/// record to the other: the visitors arrive, and a visitor merged again
+/// after the move is still one.
+#[tokio::test(flavor = "multi_thread")]
+async fn visitors_move_with_export_and_import() {
+    use hitcounter::transfer::{Conflict, ImportOptions, InputFormat, export, import};
+    let [from, to]: [InProcess; 2] = InProcess::both(None).await.try_into().ok().unwrap();
+    for (from, to) in [(&from, &to), (&to, &from)] {
+        let counter = format!("moved.example/from-{}", from.name.replace('+', "-"));
+        for addr in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+            get_as(from, &format!("/hit/{counter}"), addr, "firefox").await;
+        }
+        let mut out = Vec::new();
+        export(from.engine.store(), &mut out).await.unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains(r#""visitor_sketches":{"#), "{text}");
+        let options = ImportOptions {
+            format: InputFormat::Auto,
+            on_conflict: Conflict::Overwrite,
+            batch: 100,
+            dry_run: false,
+        };
+        import(to.engine.store(), None, out.as_slice(), options)
+            .await
+            .unwrap();
+        assert_eq!(
+            today(to, &counter).await,
+            (3, 3),
+            "{} -> {}",
+            from.name,
+            to.name
+        );
+    }
+}
+
+/// `/create?first_hit_only=true`: each visitor's first hit of the day
+/// counts, later ones are answered with the value and not counted; the next
+/// day the same client counts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_hit_only_counter_counts_each_visitor_once_a_day() {
+    for b in InProcess::both(None).await {
+        let created = b
+            .get("/create?namespace=site.example&key=firsts&first_hit_only=true")
+            .await;
+        assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+        let hit = |addr: &'static str, agent: &'static str| {
+            let b = &b;
+            async move {
+                let (status, body) = get_as(b, "/hit/site.example/firsts", addr, agent).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                body["value"].as_i64().unwrap()
+            }
+        };
+        assert_eq!(hit("127.0.0.2", "firefox").await, 1, "{}", b.name);
+        assert_eq!(
+            hit("127.0.0.2", "firefox").await,
+            1,
+            "a repeat is not counted"
+        );
+        assert_eq!(hit("127.0.0.3", "firefox").await, 2);
+        assert_eq!(hit("127.0.0.2", "curl").await, 3);
+        assert_eq!(hit("127.0.0.3", "firefox").await, 3);
+        assert_eq!(today(&b, "site.example/firsts").await, (3, 3));
+        let info = b.get("/info/site.example/firsts?detail=true").await.json();
+        assert_eq!(info["first_hit_only"], true, "{info}");
+
+        b.engine.visitor_clock().advance_days(1);
+        assert_eq!(hit("127.0.0.2", "firefox").await, 4, "a new day");
+        assert_eq!(hit("127.0.0.2", "firefox").await, 4);
+
+        // Other counters count every hit.
+        get_as(&b, "/hit/site.example/every", "127.0.0.2", "firefox").await;
+        let (_, body) = get_as(&b, "/hit/site.example/every", "127.0.0.2", "firefox").await;
+        assert_eq!(body["value"], 2);
+        let info = b.get("/info/site.example/every?detail=true").await.json();
+        assert_eq!(info["first_hit_only"], false, "{info}");
+    }
+}
