@@ -510,15 +510,21 @@ fn lower_layers_never_name_the_layers_above() {
     }
     let may_name: &[(&str, &[&str])] = &[
         ("counter", &[]),
-        ("store", &["counter", "metrics"]),
+        // Unique visitors: the hash and the sketch, over the rules only.
+        ("visitors", &["counter"]),
+        ("store", &["counter", "metrics", "visitors"]),
         ("cache", &["counter", "breaker", "metrics"]),
         (
             "writer",
-            &["alarm", "breaker", "cache", "counter", "metrics", "store"],
+            &[
+                "alarm", "breaker", "cache", "counter", "metrics", "store", "visitors",
+            ],
         ),
         (
             "engine",
-            &["breaker", "cache", "counter", "metrics", "store", "writer"],
+            &[
+                "breaker", "cache", "counter", "metrics", "store", "visitors", "writer",
+            ],
         ),
     ];
     let mut wrong = Vec::new();
