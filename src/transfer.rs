@@ -126,6 +126,10 @@ struct CounterLine {
     /// so exports of counters without visitors read as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     visitor_sketches: BTreeMap<String, String>,
+    /// Counts only each visitor's first hit of the UTC day (`/create`'s
+    /// option); absent when false, so older exports read the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    first_hit_only: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -175,6 +179,7 @@ pub async fn export(store: &Store, out: &mut (impl Write + Send)) -> Result<u64,
                 update_upperbound: details.update_upperbound,
                 admin_key_hash: details.admin_key_hash,
                 created_ms: details.created_ms,
+                first_hit_only: details.first_hit_only,
                 history: record
                     .history
                     .into_iter()
@@ -542,6 +547,7 @@ fn check_counter(line: CounterLine) -> Result<CounterRecord, String> {
         update_upperbound: bounds.upper(),
         admin_key_hash: line.admin_key_hash,
         created_ms: line.created_ms,
+        first_hit_only: line.first_hit_only,
     });
     record.history = line
         .history

@@ -742,6 +742,8 @@ pub struct CounterDetails {
     pub admin_key_hash: Option<String>,
     /// Unix milliseconds.
     pub created_ms: i64,
+    /// Counts only each visitor's first hit of the UTC day.
+    pub first_hit_only: bool,
 }
 
 /// What `import_batch` does to a counter the record already holds.
@@ -806,8 +808,18 @@ fn group_days(
 }
 
 /// One page's counter rows: (namespace, key, value, enable_reset, lower,
-/// upper, admin key hash, created ms).
-type ExportRow = (String, String, i64, bool, i64, i64, Option<String>, i64);
+/// upper, admin key hash, created ms, first hits only).
+type ExportRow = (
+    String,
+    String,
+    i64,
+    bool,
+    i64,
+    i64,
+    Option<String>,
+    i64,
+    bool,
+);
 
 /// One page's visitor rows (namespace, key, day, sketch) by counter, each
 /// counter's oldest first.
@@ -832,7 +844,7 @@ fn record_from_row(
     days: &mut std::collections::HashMap<CounterId, Vec<DayCount>>,
     visitors: &mut VisitorsByCounter,
 ) -> CounterRecord {
-    let (namespace, key, value, enable_reset, lower, upper, hash, created_ms) = row;
+    let (namespace, key, value, enable_reset, lower, upper, hash, created_ms, first_hit_only) = row;
     let id = CounterId { namespace, key };
     let history = days.remove(&id).unwrap_or_default();
     let visitors = visitors.remove(&id).unwrap_or_default();
@@ -846,6 +858,7 @@ fn record_from_row(
             update_upperbound: upper,
             admin_key_hash: hash,
             created_ms,
+            first_hit_only,
         }),
         history,
     }

@@ -850,7 +850,7 @@ impl PgStore {
         mut each: impl FnMut(super::CounterRecord) -> std::ops::ControlFlow<()> + Send,
     ) -> Result<u64, StoreError> {
         const COLUMNS: &str = "namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash,
-            (extract(epoch FROM created_at) * 1000)::bigint";
+            (extract(epoch FROM created_at) * 1000)::bigint, first_hit_only";
         let mut tx = bounded(
             self.timeout,
             self.pool
@@ -941,18 +941,20 @@ impl PgStore {
         let overwrite = on_conflict == super::OnConflict::Overwrite;
         const BUMP: &str = "epoch = GREATEST(c.epoch + 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint), updated_at = now()";
         let full_sql = format!(
-            "INSERT INTO counters AS c (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_at)
+            "INSERT INTO counters AS c (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_at, first_hit_only)
              SELECT t.namespace, t.key, t.value, t.enable_reset, t.lower, t.upper, t.hash,
-                    to_timestamp(div(t.created_ms, 1000)) + mod(t.created_ms, 1000) * interval '1 millisecond'
-             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[])
-                 AS t(namespace, key, value, enable_reset, lower, upper, hash, created_ms)
+                    to_timestamp(div(t.created_ms, 1000)) + mod(t.created_ms, 1000) * interval '1 millisecond',
+                    t.first_hit_only
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bool[])
+                 AS t(namespace, key, value, enable_reset, lower, upper, hash, created_ms, first_hit_only)
              ON CONFLICT (namespace, key) DO {}
              RETURNING c.namespace, c.key, c.value, c.epoch",
             if overwrite {
                 format!(
                     "UPDATE SET value = EXCLUDED.value, enable_reset = EXCLUDED.enable_reset,
                      update_lowerbound = EXCLUDED.update_lowerbound, update_upperbound = EXCLUDED.update_upperbound,
-                     admin_key_hash = EXCLUDED.admin_key_hash, created_at = EXCLUDED.created_at, {BUMP}"
+                     admin_key_hash = EXCLUDED.admin_key_hash, created_at = EXCLUDED.created_at,
+                     first_hit_only = EXCLUDED.first_hit_only, {BUMP}"
                 )
             } else {
                 "NOTHING".to_string()
@@ -1002,6 +1004,7 @@ impl PgStore {
                                 .collect::<Vec<_>>(),
                         )
                         .bind(details.iter().map(|d| d.created_ms).collect::<Vec<_>>())
+                        .bind(details.iter().map(|d| d.first_hit_only).collect::<Vec<_>>())
                         .fetch_all(&mut *tx)
                         .await?,
                 );

@@ -503,7 +503,7 @@ impl SqliteStore {
         page: u32,
         mut each: impl FnMut(super::CounterRecord) -> std::ops::ControlFlow<()> + Send,
     ) -> Result<u64, StoreError> {
-        const COLUMNS: &str = "namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms";
+        const COLUMNS: &str = "namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms, first_hit_only";
         let mut tx = bounded(self.timeout, self.pool.begin()).await?;
         let mut after: Option<(String, String)> = None;
         let mut exported = 0;
@@ -588,15 +588,16 @@ impl SqliteStore {
         let overwrite = on_conflict == super::OnConflict::Overwrite;
         let bump = format!("epoch = max(epoch + 1, {NOW_MS}), updated_ms = {NOW_MS}");
         let full = format!(
-            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms, first_hit_only)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (namespace, key) DO {}
              RETURNING value, epoch",
             if overwrite {
                 format!(
                     "UPDATE SET value = excluded.value, enable_reset = excluded.enable_reset,
                      update_lowerbound = excluded.update_lowerbound, update_upperbound = excluded.update_upperbound,
-                     admin_key_hash = excluded.admin_key_hash, created_ms = excluded.created_ms, {bump}"
+                     admin_key_hash = excluded.admin_key_hash, created_ms = excluded.created_ms,
+                     first_hit_only = excluded.first_hit_only, {bump}"
                 )
             } else {
                 "NOTHING".to_string()
@@ -630,6 +631,7 @@ impl SqliteStore {
                             .bind(details.update_upperbound)
                             .bind(&details.admin_key_hash)
                             .bind(details.created_ms)
+                            .bind(details.first_hit_only)
                             .fetch_optional(&mut *tx)
                             .await?
                     }

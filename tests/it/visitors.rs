@@ -197,6 +197,12 @@ async fn visitors_move_with_export_and_import() {
         for addr in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
             get_as(from, &format!("/hit/{counter}"), addr, "firefox").await;
         }
+        let (namespace, key) = counter.split_once('/').unwrap();
+        let firsts = format!("{key}-firsts");
+        from.get(&format!(
+            "/create?namespace={namespace}&key={firsts}&first_hit_only=true"
+        ))
+        .await;
         let mut out = Vec::new();
         export(from.engine.store(), &mut out).await.unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
@@ -217,6 +223,11 @@ async fn visitors_move_with_export_and_import() {
             from.name,
             to.name
         );
+        let info = to
+            .get(&format!("/info/{namespace}/{firsts}?detail=true"))
+            .await
+            .json();
+        assert_eq!(info["first_hit_only"], true, "{info}");
     }
 }
 
