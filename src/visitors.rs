@@ -5,8 +5,8 @@
 //! address | User-Agent | counter)`, cut to 64 bits ([`visitor_hash`]). The
 //! salt is 32 random bytes kept in the record (`visitor_salts`, one row per
 //! day), made by whichever replica needs it first (insert-if-missing, then
-//! read: every replica gets the same one) and deleted once it is older than
-//! yesterday: after that nobody, the operator included, can recompute a
+//! read: every replica gets the same one) and deleted by the first read of
+//! a later day's salt once it is older than yesterday: after that nobody, the operator included, can recompute a
 //! hash from an address, so the record holds nothing that links a visitor to
 //! an address. The address and the User-Agent are never stored or logged;
 //! only the hash travels to the writer.
