@@ -274,3 +274,50 @@ async fn a_first_hit_only_counter_counts_each_visitor_once_a_day() {
         assert_eq!(info["first_hit_only"], false, "{info}");
     }
 }
+
+/// Two replicas on one PostgreSQL: each visitor hits both at once, 300
+/// visitors in all. They share the day's salt (else each visitor would be
+/// two) and their merges of one sketch never lose one another's (each
+/// batch holds the counter's row lock while it reads and writes the
+/// sketch), so the count is exact: 300, with 600 hits.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_count_each_visitor_once_and_lose_no_merge() {
+    let pg = crate::support::Postgres::shared();
+    let apps = [
+        App::start(AppConfig::new(&pg, None)),
+        App::start(AppConfig::new(&pg, None)),
+    ];
+    let sources = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+    let clients: Vec<reqwest::Client> = sources.iter().map(|s| client_from(s)).collect();
+    let visitors: Vec<usize> = (0..300).collect();
+    for chunk in visitors.chunks(32) {
+        let mut requests = Vec::new();
+        for &visitor in chunk {
+            for app in &apps {
+                let request = clients[visitor % sources.len()]
+                    .get(format!("{}/hit/site.example/replicas", app.base))
+                    .header("user-agent", format!("agent-{visitor}"))
+                    .send();
+                requests.push(async move { request.await.unwrap().status() });
+            }
+        }
+        let statuses = futures::future::join_all(requests).await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+    }
+    let history: Value = client()
+        .get(format!(
+            "{}/history/site.example/replicas?days=1",
+            apps[1].base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["days"][0]["hits"], 600, "{history}");
+    assert_eq!(history["days"][0]["visitors"], 300, "{history}");
+}
