@@ -291,7 +291,7 @@ impl SaltCache {
 
 /// The visitors this process has merged into the record today, so that a
 /// returning visitor's hits carry no sketch work. Bounded by `SEEN_LIMIT`
-/// hashes (about 8 MiB with the set's overhead); when full it is emptied,
+/// hashes (about 5 MiB: 2^19 slots of 9 bytes); when full it is emptied,
 /// which costs only re-merging (idempotent) visitors already counted.
 #[derive(Debug, Default)]
 pub struct Seen {
