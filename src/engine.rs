@@ -26,6 +26,7 @@ use crate::counter::{
 };
 use crate::live::{Hub, LiveSettings, LiveState};
 use crate::store::{NamespaceSummary, Store, StoreError};
+use crate::visitors::{Clock, SaltCache, Visit, visitor_hash};
 use crate::writer::{
     Hit, HitError, HitRequest, Quota, Writer, WriterParts, WriterReport, WriterStatus,
 };
@@ -54,6 +55,17 @@ pub const REQUEST_ID_TTL: Duration = Duration::from_secs(60);
 
 /// How often each process forgets request ids older than `REQUEST_ID_TTL`.
 const REQUEST_ID_PRUNE: Duration = Duration::from_secs(10);
+
+/// After a failed read of the day's salt, how long hits go without their
+/// visitors before the next read is tried.
+const SALT_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a counter's "first hits only" option is reused before it is
+/// read again (the option is set at `/create`; a counter deleted and made
+/// again with another may be counted the old way this long), and for how
+/// many counters at most (when full, all are forgotten: about 5 MB).
+const FIRST_HIT_TTL: Duration = Duration::from_secs(60);
+const FIRST_HIT_ENTRIES: usize = 65_536;
 
 /// How often each process recounts the counters for the quota.
 const QUOTA_REFRESH: Duration = Duration::from_secs(5);
@@ -107,6 +119,8 @@ pub struct PageData {
     pub counter: Option<Arc<CounterInfo>>,
     /// Oldest first, today last.
     pub days: Arc<Vec<DayCount>>,
+    /// Distinct visitors of each of `days`.
+    pub visitors: Arc<Vec<i64>>,
 }
 
 type PageCache = std::collections::HashMap<(CounterId, u32), (std::time::Instant, PageData)>;
@@ -138,6 +152,18 @@ pub struct Engine {
     live: Arc<Hub>,
     /// The subscription to other replicas' changes (with Redis).
     live_task: Option<JoinHandle<()>>,
+    /// The day visitors are counted in, and this process's copy of its salt
+    /// (`crate::visitors`); `salt_fetch` lets one hit read it at a new day
+    /// while the others wait for that read.
+    visitor_clock: Arc<Clock>,
+    salts: SaltCache,
+    /// Held by the one read of a new day's salt; after a failed read, when
+    /// the next may be tried (until then hits go without visitors at once).
+    salt_fetch: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Whether each recently hit counter counts first hits only, and when
+    /// that was read: at most `FIRST_HIT_ENTRIES`, each for `FIRST_HIT_TTL`.
+    first_hit_only:
+        std::sync::Mutex<std::collections::HashMap<CounterId, (std::time::Instant, bool)>>,
 }
 
 impl Engine {
@@ -224,12 +250,21 @@ impl Engine {
             prune_task,
             live: hub,
             live_task,
+            visitor_clock: Arc::new(Clock::default()),
+            salts: SaltCache::default(),
+            salt_fetch: tokio::sync::Mutex::new(None),
+            first_hit_only: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
     /// Live updates' hub, for the streams.
     pub fn live(&self) -> &Arc<Hub> {
         &self.live
+    }
+
+    /// The day visitors are counted in (tests move it across midnight).
+    pub fn visitor_clock(&self) -> &Clock {
+        &self.visitor_clock
     }
 
     pub fn store(&self) -> &Store {
@@ -258,13 +293,54 @@ impl Engine {
         amount: i64,
         request_id: Option<String>,
     ) -> Result<Hit, HitError> {
+        self.add_visit(id, amount, request_id, None).await
+    }
+
+    /// `add_once` for a hit whose client is known (its address, as
+    /// `TRUSTED_PROXIES` decides it, and its User-Agent): the hit's visitor
+    /// is counted in the counter's sketch of the day (`crate::visitors`).
+    /// Neither the address nor the User-Agent leaves this call.
+    pub async fn add_visit(
+        &self,
+        id: CounterId,
+        amount: i64,
+        request_id: Option<String>,
+        client: Option<(std::net::IpAddr, &[u8])>,
+    ) -> Result<Hit, HitError> {
         let started = std::time::Instant::now();
+        let visit = match client {
+            Some((addr, user_agent)) => self.visit_of(&id, addr, user_agent).await,
+            None => None,
+        };
+        // A counter that counts first hits only: the hit counts only if it
+        // claims its visitor's first hit of the day in the record (one
+        // replica wins); a repeat is answered with the value, uncounted.
+        if let Some(visit) = visit
+            && amount == 1
+            && self.counts_first_hits_only(&id).await
+        {
+            match self.store.claim_first_hit(&id, visit).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let value = self.get(&id).await.ok().flatten().unwrap_or(0);
+                    return Ok(Hit {
+                        value,
+                        durable: true,
+                    });
+                }
+                // The record is down: counted as any hit (from Redis).
+                Err(error) => {
+                    tracing::debug!(%error, counter = %id, "first hit not claimed; counted")
+                }
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.hits_tx
             .send(HitRequest {
                 id,
                 amount,
                 request_id: request_id.filter(|_| self.request_ids),
+                visit,
                 reply,
             })
             .await
@@ -272,6 +348,89 @@ impl Engine {
         let hit = answer.await.map_err(|_| HitError::Stopping)??;
         crate::metrics::record_hit(started.elapsed(), hit.durable);
         Ok(hit)
+    }
+
+    /// The visitor of a hit under the salt of the day; `None` (the hit is
+    /// counted without its visitor) when the salt cannot be read.
+    async fn visit_of(
+        &self,
+        id: &CounterId,
+        addr: std::net::IpAddr,
+        user_agent: &[u8],
+    ) -> Option<Visit> {
+        let day = self.visitor_clock.today();
+        let salt = match self.salts.get(day) {
+            Some(salt) => salt,
+            None => {
+                let mut retry_at = self.salt_fetch.lock().await;
+                match self.salts.get(day) {
+                    Some(salt) => salt,
+                    None if retry_at.is_some_and(|at| std::time::Instant::now() < at) => {
+                        return None;
+                    }
+                    None if !self.store_breaker.allow() => return None,
+                    None => match self.store.visitor_salt(day).await {
+                        Ok(salt) => {
+                            let salt: Arc<[u8]> = salt.into();
+                            self.salts.put(day, salt.clone());
+                            *retry_at = None;
+                            salt
+                        }
+                        Err(error) => {
+                            *retry_at = Some(std::time::Instant::now() + SALT_RETRY);
+                            tracing::warn!(%error, "no visitor salt for today; hits are counted without their visitors until it can be read");
+                            return None;
+                        }
+                    },
+                }
+            }
+        };
+        Some(Visit {
+            day,
+            hash: visitor_hash(&salt, addr, user_agent, id),
+        })
+    }
+
+    /// Whether `id` counts only each visitor's first hit of the day, as read
+    /// from the record at most once per `FIRST_HIT_TTL` (false for a missing
+    /// counter and when the record cannot say).
+    async fn counts_first_hits_only(&self, id: &CounterId) -> bool {
+        let now = std::time::Instant::now();
+        let known = self
+            .first_hit_only
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .filter(|(read_at, _)| now.duration_since(*read_at) < FIRST_HIT_TTL)
+            .map(|(_, first)| *first);
+        if let Some(first) = known {
+            return first;
+        }
+        let Ok(first) = self.read(self.store.first_hit_only(id)).await else {
+            return false;
+        };
+        let first = first.unwrap_or(false);
+        let mut cache = self
+            .first_hit_only
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= FIRST_HIT_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(id.clone(), (now, first));
+        first
+    }
+
+    /// Whether `id` counts only each visitor's first hit of the day (`None`:
+    /// no such counter).
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        self.read(self.store.first_hit_only(id)).await
+    }
+
+    /// Distinct visitors of the last `days` UTC days, oldest first, aligned
+    /// with [`history`](Self::history).
+    pub async fn visitors(&self, id: &CounterId, days: u32) -> Result<Vec<i64>, StoreError> {
+        self.read(self.store.visitors(id, days)).await
     }
 
     /// The Prometheus page, with the dependencies' last known state.
@@ -386,9 +545,9 @@ impl Engine {
     }
 
     /// What a counter's page shows: the counter (None: it does not exist)
-    /// and its last `days` UTC days, read at most once per `PAGE_TTL` for
-    /// each counter and period, so that a flood of views of one page costs
-    /// the record two reads per `PAGE_TTL`. At most `PAGE_CACHE_ENTRIES`
+    /// and its last `days` UTC days with their visitors, read at most once
+    /// per `PAGE_TTL` for each counter and period, so that a flood of views
+    /// of one page costs the record three reads per `PAGE_TTL`. At most `PAGE_CACHE_ENTRIES`
     /// are kept; when full, the expired ones are dropped, and if none has
     /// expired, all of them.
     pub async fn page(&self, id: &CounterId, days: u32) -> Result<PageData, StoreError> {
@@ -404,6 +563,7 @@ impl Engine {
             Some(info) => PageData {
                 counter: Some(Arc::new(info)),
                 days: Arc::new(self.history(id, days).await?),
+                visitors: Arc::new(self.visitors(id, days).await?),
             },
         };
         let mut pages = self.pages.lock().await;

@@ -33,6 +33,8 @@
 //!   and the graceful stop.
 //! - [`healthcheck`]: the `healthcheck` subcommand.
 //! - [`transfer`]: the `export` and `import` subcommands (over store and cache).
+//! - [`visitors`]: unique visitors without cookies or stored addresses: the
+//!   daily salt, the keyed hash, the sketch the writer merges.
 
 pub mod alarm;
 pub mod badge;
@@ -51,5 +53,6 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod transfer;
+pub mod visitors;
 pub mod web;
 pub mod writer;

@@ -42,10 +42,9 @@ pub struct CounterPage<'a> {
     pub days: &'a [DayCount],
     /// `scheme://host` as the client reached the service, for the snippets.
     pub base_url: &'a str,
-    /// Unique visitors (issue #13, item 2): `None` until the record keeps
-    /// them, and then nothing about visitors is shown. When present: today's
-    /// figure, a second series in the chart and a column in the table,
-    /// one entry per entry of `days`.
+    /// Distinct visitors (`crate::visitors`): today's figure, a second
+    /// series in the chart and a column in the table, one entry per entry of
+    /// `days`. `None`: nothing about visitors is shown.
     pub visitors: Option<Visitors<'a>>,
 }
 

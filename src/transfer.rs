@@ -120,6 +120,16 @@ struct CounterLine {
     /// Increments per UTC day (`YYYY-MM-DD`), oldest first.
     #[serde(default)]
     history: BTreeMap<String, i64>,
+    /// The visitor sketch of each UTC day, as hex of the record's bytes
+    /// (`crate::visitors::Sketch`: hashes under salts that are deleted, so
+    /// nothing in it leads back to an address). Absent when there are none,
+    /// so exports of counters without visitors read as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    visitor_sketches: BTreeMap<String, String>,
+    /// Counts only each visitor's first hit of the UTC day (`/create`'s
+    /// option); absent when false, so older exports read the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    first_hit_only: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,10 +179,16 @@ pub async fn export(store: &Store, out: &mut (impl Write + Send)) -> Result<u64,
                 update_upperbound: details.update_upperbound,
                 admin_key_hash: details.admin_key_hash,
                 created_ms: details.created_ms,
+                first_hit_only: details.first_hit_only,
                 history: record
                     .history
                     .into_iter()
                     .map(|d| (d.day, d.hits))
+                    .collect(),
+                visitor_sketches: record
+                    .visitors
+                    .into_iter()
+                    .map(|(day, sketch)| (day, hex::encode(sketch)))
                     .collect(),
             };
             match write_line(out, &line) {
@@ -470,6 +486,7 @@ fn check_value_only(namespace: &str, key: &str, value: i64) -> Result<CounterRec
         value,
         details: None,
         history: Vec::new(),
+        visitors: Vec::new(),
     })
 }
 
@@ -508,12 +525,29 @@ fn check_counter(line: CounterLine) -> Result<CounterRecord, String> {
         }
         check_range(&format!("history's hits on {day}"), *hits).map_err(|r| r.to_string())?;
     }
+    let mut visitors = Vec::with_capacity(line.visitor_sketches.len());
+    for (day, sketch) in line.visitor_sketches {
+        if !is_date(&day) {
+            return Err(format!(
+                "visitor_sketches: {day:?} is not a day as YYYY-MM-DD (a real date)"
+            ));
+        }
+        let bytes = hex::decode(&sketch)
+            .ok()
+            .filter(|bytes| crate::visitors::Sketch::from_bytes(bytes).is_some())
+            .ok_or_else(|| {
+                format!("visitor_sketches on {day}: not a visitor sketch as hitcounter exports it")
+            })?;
+        visitors.push((day, bytes));
+    }
+    record.visitors = visitors;
     record.details = Some(CounterDetails {
         enable_reset: line.enable_reset,
         update_lowerbound: bounds.lower(),
         update_upperbound: bounds.upper(),
         admin_key_hash: line.admin_key_hash,
         created_ms: line.created_ms,
+        first_hit_only: line.first_hit_only,
     });
     record.history = line
         .history

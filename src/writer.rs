@@ -101,6 +101,7 @@ use crate::breaker::Breaker;
 use crate::cache::{Cache, Incremented};
 use crate::counter::{Applied, Committed, CounterId, MAX_MAGNITUDE, Refusal, in_range};
 use crate::store::{Claim, Claimed, FailureKind, Repeat, Store, StoreError};
+use crate::visitors::{DayVisits, Seen, Visit};
 
 /// How a hit was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +163,9 @@ pub struct HitRequest {
     /// a request whose id the record holds for this counter is answered with
     /// its first number instead of being counted again.
     pub request_id: Option<String>,
+    /// The hit's visitor (`crate::visitors`): merged into its counter's
+    /// sketch in the batch's transaction, unless this writer merged it today.
+    pub visit: Option<Visit>,
     pub reply: oneshot::Sender<Result<Hit, HitError>>,
 }
 
@@ -173,6 +177,8 @@ type Reply = oneshot::Sender<Result<Hit, HitError>>;
 struct Group {
     requests: Vec<(i64, Reply, Option<String>)>,
     total: i64,
+    /// The requests' visitors, as they came (duplicates included).
+    visits: Vec<Visit>,
 }
 
 impl Group {
@@ -374,6 +380,8 @@ pub struct Writer {
     carry: Vec<HitRequest>,
     status: Arc<WriterStatus>,
     quota: Arc<Quota>,
+    /// Visitors this writer merged today: their hits carry no sketch work.
+    seen: Seen,
 }
 
 /// Shared handles the writer is built from.
@@ -413,6 +421,7 @@ impl Writer {
             carry: Vec::new(),
             status: parts.status,
             quota: parts.quota,
+            seen: Seen::default(),
         }
     }
 
@@ -572,6 +581,7 @@ impl Writer {
             }
             match groups.get_mut(&request.id) {
                 Some(group) if group.accepts(request.amount) => {
+                    group.visits.extend(request.visit);
                     group.push(request.amount, request.reply, request.request_id);
                 }
                 Some(_) => {
@@ -580,6 +590,7 @@ impl Writer {
                 }
                 None => {
                     let mut group = Group::default();
+                    group.visits.extend(request.visit);
                     group.push(request.amount, request.reply, request.request_id);
                     groups.insert(request.id, group);
                 }
@@ -710,8 +721,14 @@ impl Writer {
             for (id, group) in groups.iter() {
                 group.claims(id, &mut claims);
             }
-            let repeats = match self.apply_with(seq, &deltas, &claims).await {
-                Ok(Claimed::Applied(applied)) => return (Ok(applied), deltas),
+            let visits = new_visits(groups, &self.seen);
+            let repeats = match self.apply_with(seq, &deltas, &claims, &visits).await {
+                Ok(Claimed::Applied(applied)) => {
+                    if matches!(applied, Applied::Now { .. }) {
+                        self.seen.note(&visits);
+                    }
+                    return (Ok(applied), deltas);
+                }
                 Err(error) => return (Err(error), deltas),
                 Ok(Claimed::Repeated(repeats)) => repeats,
             };
@@ -737,7 +754,7 @@ impl Writer {
         seq: i64,
         deltas: &[(CounterId, i64)],
     ) -> Result<Applied, StoreError> {
-        match self.apply_with(seq, deltas, &[]).await? {
+        match self.apply_with(seq, deltas, &[], &[]).await? {
             Claimed::Applied(applied) => Ok(applied),
             Claimed::Repeated(_) => unreachable!("a batch without request ids has no repeats"),
         }
@@ -752,18 +769,19 @@ impl Writer {
         seq: i64,
         deltas: &[(CounterId, i64)],
         claims: &[Claim],
+        visits: &[DayVisits],
     ) -> Result<Claimed, StoreError> {
         let mut tries = 0;
         loop {
             let may_create = self.quota.may_create();
             let result = if claims.is_empty() {
                 self.store
-                    .apply_batch(&self.id, seq, deltas, may_create)
+                    .apply_batch(&self.id, seq, deltas, visits, may_create)
                     .await
                     .map(Claimed::Applied)
             } else {
                 self.store
-                    .apply_claimed(&self.id, seq, deltas, claims, may_create)
+                    .apply_claimed(&self.id, seq, deltas, claims, visits, may_create)
                     .await
             };
             match &result {
@@ -1081,6 +1099,31 @@ impl Writer {
     }
 }
 
+/// The visitors of a batch that this writer has not merged today, per
+/// counter and day, deduplicated: under load most hits are returning
+/// visitors' and the batch carries no sketch work at all.
+fn new_visits(groups: &Groups, seen: &Seen) -> Vec<DayVisits> {
+    let mut visits = Vec::new();
+    for (id, group) in groups {
+        let mut fresh: Vec<Visit> = group
+            .visits
+            .iter()
+            .filter(|v| !seen.contains(v))
+            .copied()
+            .collect();
+        fresh.sort_unstable_by_key(|v| (v.day, v.hash));
+        fresh.dedup();
+        for day in fresh.chunk_by(|a, b| a.day == b.day) {
+            visits.push(DayVisits {
+                counter: id.clone(),
+                day: day[0].day,
+                hashes: day.iter().map(|v| v.hash).collect(),
+            });
+        }
+    }
+    visits
+}
+
 /// Moves whatever is queued now into `queued`, up to `max` in all.
 fn take_queued(hits_rx: &mut mpsc::Receiver<HitRequest>, queued: &mut Vec<HitRequest>, max: usize) {
     while queued.len() < max {
@@ -1303,6 +1346,7 @@ mod tests {
                         id: id(key),
                         amount: *amount,
                         request_id: request_id.map(str::to_string),
+                        visit: None,
                         reply,
                     })
                     .unwrap();
@@ -1794,10 +1838,54 @@ mod tests {
                 id: id("aaa"),
                 amount: 1,
                 request_id: None,
+                visit: None,
                 reply,
             })
             .unwrap();
         rig.stop_tx.send(Some(Instant::now() + RETRY)).unwrap();
         assert_eq!(answer.await.unwrap(), durable(1));
+    }
+
+    /// Sends one hit of `key` by visitor `hash` (day 100) and awaits it.
+    async fn visit(rig: &Rig, key: &str, hash: u64) -> Result<Hit, HitError> {
+        let (reply, answer) = oneshot::channel();
+        let visit = Some(Visit { day: 100, hash });
+        let request = HitRequest {
+            id: id(key),
+            amount: 1,
+            request_id: None,
+            visit,
+            reply,
+        };
+        rig.hits_tx.try_send(request).unwrap();
+        answer.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_visitor_is_merged_once_and_only_with_a_committed_hit() {
+        let rig = Rig::start(false);
+        assert_eq!(visit(&rig, "aaa", 7).await, durable(1));
+        assert_eq!(visit(&rig, "aaa", 7).await, durable(2));
+        assert_eq!(visit(&rig, "aaa", 8).await, durable(3));
+        // A failed commit merges nothing; the visitor is not taken as seen.
+        rig.store.lock().poisoned.insert(id("bbb"));
+        assert!(visit(&rig, "bbb", 9).await.is_err());
+        rig.store.lock().poisoned.clear();
+        assert_eq!(visit(&rig, "bbb", 9).await, durable(1));
+        let merged: Vec<(String, Vec<u64>)> = rig
+            .store
+            .lock()
+            .visits
+            .iter()
+            .map(|v| (v.counter.key.clone(), v.hashes.clone()))
+            .collect();
+        assert_eq!(
+            merged,
+            vec![
+                ("aaa".to_string(), vec![7]),
+                ("aaa".to_string(), vec![8]),
+                ("bbb".to_string(), vec![9]),
+            ]
+        );
     }
 }

@@ -141,6 +141,9 @@ pub struct CounterSpec {
     bounds: Bounds,
     /// SHA-256 of the admin key, hex; the key itself is never stored.
     admin_key_hash: Option<String>,
+    /// Count only each visitor's first hit of the UTC day
+    /// (`crate::visitors`); default false.
+    first_hit_only: bool,
 }
 
 impl CounterSpec {
@@ -161,7 +164,20 @@ impl CounterSpec {
             enable_reset: enable_reset.unwrap_or(false),
             bounds,
             admin_key_hash: admin_key.map(hash_admin_key),
+            first_hit_only: false,
         })
+    }
+
+    /// The spec counting only each visitor's first hit of the UTC day.
+    pub fn first_hit_only(self, first_hit_only: bool) -> Self {
+        Self {
+            first_hit_only,
+            ..self
+        }
+    }
+
+    pub fn counts_first_hits_only(&self) -> bool {
+        self.first_hit_only
     }
 
     pub fn id(&self) -> &CounterId {

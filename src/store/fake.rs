@@ -42,6 +42,8 @@ pub struct FakeState {
     pub applied: Vec<i64>,
     /// Request ids recorded with their numbers, per counter.
     pub request_ids: HashMap<(CounterId, String), i64>,
+    /// The visits of every committed batch, in order.
+    pub visits: Vec<crate::visitors::DayVisits>,
 }
 
 #[derive(Clone, Default)]
@@ -75,6 +77,26 @@ impl FakeStore {
     }
 
     pub async fn apply_batch(
+        &self,
+        writer_id: &str,
+        seq: i64,
+        deltas: &[(CounterId, i64)],
+        visits: &[crate::visitors::DayVisits],
+        may_create: bool,
+    ) -> Result<Applied, StoreError> {
+        let result = self.apply_deltas(writer_id, seq, deltas, may_create);
+        if let Ok(Applied::Now { committed, .. }) = &result {
+            let mut state = self.lock();
+            for visit in visits {
+                if committed.iter().any(|c| c.id == visit.counter) {
+                    state.visits.push(visit.clone());
+                }
+            }
+        }
+        result
+    }
+
+    fn apply_deltas(
         &self,
         writer_id: &str,
         seq: i64,
@@ -149,6 +171,7 @@ impl FakeStore {
         seq: i64,
         deltas: &[(CounterId, i64)],
         claims: &[Claim],
+        visits: &[crate::visitors::DayVisits],
         may_create: bool,
     ) -> Result<Claimed, StoreError> {
         {
@@ -170,7 +193,9 @@ impl FakeStore {
                 return Ok(Claimed::Repeated(repeated));
             }
         }
-        let result = self.apply_batch(writer_id, seq, deltas, may_create).await;
+        let result = self
+            .apply_batch(writer_id, seq, deltas, visits, may_create)
+            .await;
         let mut state = self.lock();
         let committed: Vec<CounterId> = match &result {
             Ok(crate::counter::Applied::Now { committed, .. }) => {
@@ -264,6 +289,46 @@ impl FakeStore {
         Ok(self.lock().values.remove(id).is_some())
     }
 
+    pub async fn visitor_salt(
+        &self,
+        _day: &str,
+        _yesterday: &str,
+        fresh: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.check_up()?;
+        Ok(fresh.to_vec())
+    }
+
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        self.check_up()?;
+        Ok(self.lock().values.get(id).map(|_| false))
+    }
+
+    pub async fn claim_first_hit(
+        &self,
+        _id: &CounterId,
+        _day: &str,
+        _hash: i64,
+    ) -> Result<bool, StoreError> {
+        self.check_up()?;
+        Ok(true)
+    }
+
+    pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
+        self.check_up()?;
+        Ok(Vec::new())
+    }
+
+    pub async fn visitors_between(
+        &self,
+        _id: &CounterId,
+        _first: &str,
+        _last: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.check_up()?;
+        Ok(Vec::new())
+    }
+
     pub async fn history(&self, _id: &CounterId, _days: u32) -> Result<Vec<DayCount>, StoreError> {
         self.check_up()?;
         Ok(Vec::new())
@@ -354,6 +419,7 @@ impl FakeStore {
                 value,
                 details: None,
                 history: Vec::new(),
+                visitors: Vec::new(),
             };
             if each(record).is_break() {
                 break;

@@ -41,6 +41,7 @@ pub use sqlite::SqliteStore;
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, SetOutcome, Totals, in_range,
 };
+use crate::visitors::{DayVisits, Sketch, Visit};
 
 /// Where the record is and how long a call may take: PostgreSQL at
 /// `database_url`, else the SQLite file at `sqlite_path`.
@@ -389,16 +390,22 @@ impl Store {
     /// `refused`; the others commit. Each delta must lie within
     /// ±`MAX_MAGNITUDE`, and `deltas` must be sorted by counter id, so that
     /// concurrent writers lock rows in the same order.
+    ///
+    /// `visits` (sorted by counter, then day) are merged into the visitor
+    /// sketches of the counters that commit, in the same transaction: a
+    /// visitor is counted only with a counted hit. Without visits the batch
+    /// is the one statement it always was.
     pub async fn apply_batch(
         &self,
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Applied, StoreError> {
         debug_assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
         debug_assert!(deltas.iter().all(|(_, d)| in_range(*d)));
-        dispatch!(self, s => s.apply_batch(writer_id, seq, deltas, may_create).await)
+        dispatch!(self, s => s.apply_batch(writer_id, seq, deltas, visits, may_create).await)
     }
 
     /// [`apply_batch`](Self::apply_batch) for a batch some of whose requests
@@ -413,11 +420,67 @@ impl Store {
         seq: i64,
         deltas: &[(CounterId, i64)],
         claims: &[Claim],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Claimed, StoreError> {
         debug_assert!(deltas.windows(2).all(|w| w[0].0 < w[1].0));
         debug_assert!(deltas.iter().all(|(_, d)| in_range(*d)));
-        dispatch!(self, s => s.apply_claimed(writer_id, seq, deltas, claims, may_create).await)
+        dispatch!(self, s => s.apply_claimed(writer_id, seq, deltas, claims, visits, may_create).await)
+    }
+
+    /// The visitor salt of `day` (days since 1970-01-01): made by the first
+    /// caller (32 random bytes, inserted if missing), read by every other,
+    /// so all replicas share it. Salts older than the day before are
+    /// deleted on the way: no hash can be recomputed from an address after
+    /// its day is over.
+    pub async fn visitor_salt(&self, day: i64) -> Result<Vec<u8>, StoreError> {
+        let fresh: [u8; 32] = rand::random();
+        dispatch!(self, s => s.visitor_salt(&format_day(day), &format_day(day - 1), &fresh).await)
+    }
+
+    /// Whether the counter counts only each visitor's first hit of the day;
+    /// `None` when it does not exist.
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        dispatch!(self, s => s.first_hit_only(id).await)
+    }
+
+    /// Claims `visit` as its visitor's first hit of the day on counter
+    /// `id`: true for the one caller, on any replica, that records it.
+    pub async fn claim_first_hit(&self, id: &CounterId, visit: Visit) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.claim_first_hit(id, &format_day(visit.day), visit.hash as i64).await)
+    }
+
+    /// The days (`YYYY-MM-DD`) whose visitor salt the record still holds.
+    pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.visitor_salt_days().await)
+    }
+
+    /// Distinct visitors of the last `days` UTC days (today included),
+    /// oldest first, aligned with [`history`](Self::history).
+    pub async fn visitors(&self, id: &CounterId, days: u32) -> Result<Vec<i64>, StoreError> {
+        let today = today_utc();
+        let first = today - i64::from(days.max(1)) + 1;
+        let recorded = self.visitors_between(id, first, today).await?;
+        Ok((first..=today)
+            .map(|day| {
+                let day = format_day(day);
+                recorded
+                    .iter()
+                    .find(|(d, _)| *d == day)
+                    .map_or(0, |(_, v)| *v)
+            })
+            .collect())
+    }
+
+    /// The recorded visitors of each day from `first` to `last` (days since
+    /// 1970-01-01), as (`YYYY-MM-DD`, visitors); days without any are absent.
+    pub async fn visitors_between(
+        &self,
+        id: &CounterId,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, s => s.visitors_between(id, &format_day(first), &format_day(last)).await)
     }
 
     /// Forgets request ids recorded more than `keep` ago; returns how many.
@@ -592,6 +655,31 @@ async fn bounded<T>(
     }
 }
 
+/// A day's sketch as the record holds it (`None`: no row yet) with
+/// `hashes` added: the bytes to store and the new estimate. Bytes this
+/// version did not write are replaced, and said so: a sketch is a count,
+/// never a reason to fail the hits it travels with.
+fn merge_sketch(id: &CounterId, stored: Option<&[u8]>, hashes: &[u64]) -> (Vec<u8>, i64) {
+    let mut sketch = match stored.map(Sketch::from_bytes) {
+        None => Sketch::default(),
+        Some(Some(sketch)) => sketch,
+        Some(None) => {
+            tracing::warn!(counter = %id, "unreadable visitor sketch in the record; counting that day's visitors afresh");
+            Sketch::default()
+        }
+    };
+    for hash in hashes {
+        sketch.insert(*hash);
+    }
+    (sketch.to_bytes(), sketch.estimate())
+}
+
+/// The visitors a sketch in the record's form counts (0 for bytes this
+/// version did not write: `import` checks them before they get here).
+fn sketch_estimate(bytes: &[u8]) -> i64 {
+    Sketch::from_bytes(bytes).map_or(0, |sketch| sketch.estimate())
+}
+
 /// Days since 1970-01-01 of the current UTC date.
 fn today_utc() -> i64 {
     let secs = std::time::SystemTime::now()
@@ -639,6 +727,9 @@ pub struct CounterRecord {
     pub details: Option<CounterDetails>,
     /// Increments per UTC day, oldest first.
     pub history: Vec<DayCount>,
+    /// The visitor sketch of each UTC day (`YYYY-MM-DD`, the record's bytes
+    /// of a [`Sketch`]), oldest first.
+    pub visitors: Vec<(String, Vec<u8>)>,
 }
 
 /// A counter's options and creation time, as the record keeps them.
@@ -651,6 +742,8 @@ pub struct CounterDetails {
     pub admin_key_hash: Option<String>,
     /// Unix milliseconds.
     pub created_ms: i64,
+    /// Counts only each visitor's first hit of the UTC day.
+    pub first_hit_only: bool,
 }
 
 /// What `import_batch` does to a counter the record already holds.
@@ -715,25 +808,57 @@ fn group_days(
 }
 
 /// One page's counter rows: (namespace, key, value, enable_reset, lower,
-/// upper, admin key hash, created ms).
-type ExportRow = (String, String, i64, bool, i64, i64, Option<String>, i64);
+/// upper, admin key hash, created ms, first hits only).
+type ExportRow = (
+    String,
+    String,
+    i64,
+    bool,
+    i64,
+    i64,
+    Option<String>,
+    i64,
+    bool,
+);
+
+/// One page's visitor rows (namespace, key, day, sketch) by counter, each
+/// counter's oldest first.
+type VisitorsByCounter = std::collections::HashMap<CounterId, Vec<(String, Vec<u8>)>>;
+
+fn group_visitors(rows: Vec<(String, String, String, Vec<u8>)>) -> VisitorsByCounter {
+    let mut visitors = VisitorsByCounter::new();
+    for (namespace, key, day, sketch) in rows {
+        visitors
+            .entry(CounterId { namespace, key })
+            .or_default()
+            .push((day, sketch));
+    }
+    for days in visitors.values_mut() {
+        days.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+    visitors
+}
 
 fn record_from_row(
     row: ExportRow,
     days: &mut std::collections::HashMap<CounterId, Vec<DayCount>>,
+    visitors: &mut VisitorsByCounter,
 ) -> CounterRecord {
-    let (namespace, key, value, enable_reset, lower, upper, hash, created_ms) = row;
+    let (namespace, key, value, enable_reset, lower, upper, hash, created_ms, first_hit_only) = row;
     let id = CounterId { namespace, key };
     let history = days.remove(&id).unwrap_or_default();
+    let visitors = visitors.remove(&id).unwrap_or_default();
     CounterRecord {
         id,
         value,
+        visitors,
         details: Some(CounterDetails {
             enable_reset,
             update_lowerbound: lower,
             update_upperbound: upper,
             admin_key_hash: hash,
             created_ms,
+            first_hit_only,
         }),
         history,
     }

@@ -9,11 +9,14 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row};
+use super::{
+    BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row, merge_sketch,
+};
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
     SetOutcome, Totals,
 };
+use crate::visitors::DayVisits;
 
 /// Columns of `CounterInfo`, in its order.
 const INFO_COLUMNS: &str = "namespace, key, value, epoch,
@@ -187,6 +190,7 @@ impl PgStore {
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Applied, StoreError> {
         let sql = format!(
@@ -214,19 +218,21 @@ impl PgStore {
             Option<i64>,
             Option<bool>,
         );
-        let rows: Result<Vec<Row>, _> = bounded(
-            self.timeout,
-            sqlx::query_as(&sql)
-                .bind(writer_id)
-                .bind(seq)
-                .bind(&namespaces)
-                .bind(&keys)
-                .bind(&amounts)
-                .bind(MAX_MAGNITUDE)
-                .fetch_all(&self.writer_pool),
-        )
-        .await;
-        let rows = self.outage.note(rows)?;
+        let query = sqlx::query_as(&sql)
+            .bind(writer_id)
+            .bind(seq)
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&amounts)
+            .bind(MAX_MAGNITUDE);
+        let rows: Vec<Row> = self
+            .fetch_counting(query, visits, |row: &Row| match row {
+                (Some(namespace), Some(key), _, Some(_), _) => {
+                    Some(CounterId::new(namespace.as_str(), key.as_str()))
+                }
+                _ => None,
+            })
+            .await?;
         let mut committed = Vec::with_capacity(rows.len());
         let mut created = 0;
         for row in rows {
@@ -273,6 +279,48 @@ impl PgStore {
         })
     }
 
+    /// Runs a batch statement: alone (one statement, its own transaction,
+    /// one round trip) when it carries no visits, as it always did;
+    /// otherwise in a transaction that then merges the visits of the
+    /// counters it committed (`committed` picks them from its rows).
+    ///
+    /// The merge reads each sketch, adds the hashes in Rust and writes it
+    /// back. No two transactions can interleave on one sketch: a batch that
+    /// carries a counter's visits has just updated that counter's row in
+    /// this transaction (visits come only with hits), and that row lock is
+    /// held until the commit, so the next merge of that counter's sketch
+    /// starts after this one committed and reads it (READ COMMITTED reads
+    /// what was committed when each statement starts).
+    async fn fetch_counting<'q, R>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>,
+        visits: &[DayVisits],
+        committed: impl Fn(&R) -> Option<CounterId>,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let rows = if visits.is_empty() {
+            bounded(self.timeout, query.fetch_all(&self.writer_pool)).await
+        } else {
+            bounded(self.timeout, async {
+                let mut tx = self.writer_pool.begin().await?;
+                let rows = query.fetch_all(&mut *tx).await?;
+                let ids: std::collections::HashSet<CounterId> =
+                    rows.iter().filter_map(&committed).collect();
+                let mine: Vec<&DayVisits> =
+                    visits.iter().filter(|v| ids.contains(&v.counter)).collect();
+                if !mine.is_empty() {
+                    merge_visits(&mut tx, &mine).await?;
+                }
+                tx.commit().await?;
+                Ok(rows)
+            })
+            .await
+        };
+        self.outage.note(rows)
+    }
+
     /// `apply_batch` with the batch's request ids, in one statement: `seen`
     /// looks the ids up first and, if any is recorded, the guards leave
     /// everything (the writer's progress included) as it was and the
@@ -289,6 +337,7 @@ impl PgStore {
         seq: i64,
         deltas: &[(CounterId, i64)],
         claims: &[Claim],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Claimed, StoreError> {
         let sql = format!(
@@ -351,23 +400,25 @@ impl PgStore {
             Option<bool>,
             Option<String>,
         );
-        let rows: Result<Vec<Row>, _> = bounded(
-            self.timeout,
-            sqlx::query_as(&sql)
-                .bind(writer_id)
-                .bind(seq)
-                .bind(&namespaces)
-                .bind(&keys)
-                .bind(&amounts)
-                .bind(MAX_MAGNITUDE)
-                .bind(&claim_namespaces)
-                .bind(&claim_keys)
-                .bind(&claim_ids)
-                .bind(&positions)
-                .fetch_all(&self.writer_pool),
-        )
-        .await;
-        let rows = self.outage.note(rows)?;
+        let query = sqlx::query_as(&sql)
+            .bind(writer_id)
+            .bind(seq)
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&amounts)
+            .bind(MAX_MAGNITUDE)
+            .bind(&claim_namespaces)
+            .bind(&claim_keys)
+            .bind(&claim_ids)
+            .bind(&positions);
+        let rows: Vec<Row> = self
+            .fetch_counting(query, visits, |row: &Row| match row {
+                (Some(namespace), Some(key), _, Some(_), _, None) => {
+                    Some(CounterId::new(namespace.as_str(), key.as_str()))
+                }
+                _ => None,
+            })
+            .await?;
         let mut committed = Vec::with_capacity(rows.len());
         let mut repeated = Vec::new();
         let mut created = 0;
@@ -509,8 +560,8 @@ impl PgStore {
 
     pub async fn create(&self, spec: &CounterSpec) -> Result<CounterInfo, StoreError> {
         let sql = format!(
-            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, first_hit_only)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (namespace, key) DO NOTHING
              RETURNING {INFO_COLUMNS}"
         );
@@ -524,6 +575,7 @@ impl PgStore {
                 .bind(spec.bounds().lower())
                 .bind(spec.bounds().upper())
                 .bind(spec.admin_key_hash())
+                .bind(spec.counts_first_hits_only())
                 .fetch_optional(&self.pool),
         )
         .await?;
@@ -561,6 +613,7 @@ impl PgStore {
             self.timeout,
             sqlx::query_as(
                 "WITH days AS (DELETE FROM counter_days WHERE namespace = $1 AND key = $2),
+                      visitors AS (DELETE FROM visitor_days WHERE namespace = $1 AND key = $2),
                       gone AS (DELETE FROM counters WHERE namespace = $1 AND key = $2 RETURNING 1)
                  SELECT count(*) FROM gone",
             )
@@ -655,6 +708,116 @@ impl PgStore {
         .await
     }
 
+    /// See [`super::Store::visitor_salt`]: one statement, so the delete of
+    /// old salts and the insert-or-read of today's commit together.
+    pub async fn visitor_salt(
+        &self,
+        day: &str,
+        yesterday: &str,
+        fresh: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let made: Option<(Vec<u8>,)> = bounded(
+            self.timeout,
+            sqlx::query_as(
+                "WITH old AS (DELETE FROM visitor_salts WHERE day < $3::date),
+                      old_firsts AS (DELETE FROM visitor_firsts WHERE day < $3::date),
+                      made AS (
+                          INSERT INTO visitor_salts (day, salt) VALUES ($1::date, $2)
+                          ON CONFLICT (day) DO NOTHING
+                          RETURNING salt
+                      )
+                 SELECT salt FROM made
+                 UNION ALL
+                 SELECT salt FROM visitor_salts WHERE day = $1::date
+                 LIMIT 1",
+            )
+            .bind(day)
+            .bind(fresh)
+            .bind(yesterday)
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        if let Some((salt,)) = made {
+            return Ok(salt);
+        }
+        // Another replica inserted it while this statement ran: its
+        // snapshot predates that row, which a new statement sees.
+        let (salt,): (Vec<u8>,) = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT salt FROM visitor_salts WHERE day = $1::date")
+                .bind(day)
+                .fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(salt)
+    }
+
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        let row: Option<(bool,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT first_hit_only FROM counters WHERE namespace = $1 AND key = $2")
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(first,)| first))
+    }
+
+    pub async fn claim_first_hit(
+        &self,
+        id: &CounterId,
+        day: &str,
+        hash: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = bounded(
+            self.timeout,
+            sqlx::query(
+                "INSERT INTO visitor_firsts (namespace, key, day, hash) VALUES ($1, $2, $3::date, $4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(day)
+            .bind(hash)
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT to_char(day, 'YYYY-MM-DD') FROM visitor_salts ORDER BY day")
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows.into_iter().map(|(day,)| day).collect())
+    }
+
+    pub async fn visitors_between(
+        &self,
+        id: &CounterId,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        bounded(
+            self.timeout,
+            sqlx::query_as(
+                "SELECT to_char(day, 'YYYY-MM-DD'), visitors FROM visitor_days
+                 WHERE namespace = $1 AND key = $2 AND day BETWEEN $3::date AND $4::date
+                 ORDER BY day",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(first)
+            .bind(last)
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+
     pub async fn count_counters(&self) -> Result<i64, StoreError> {
         let (counters,): (i64,) = bounded(
             self.timeout,
@@ -687,7 +850,7 @@ impl PgStore {
         mut each: impl FnMut(super::CounterRecord) -> std::ops::ControlFlow<()> + Send,
     ) -> Result<u64, StoreError> {
         const COLUMNS: &str = "namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash,
-            (extract(epoch FROM created_at) * 1000)::bigint";
+            (extract(epoch FROM created_at) * 1000)::bigint, first_hit_only";
         let mut tx = bounded(
             self.timeout,
             self.pool
@@ -738,11 +901,25 @@ impl PgStore {
             )
             .await?;
             let mut days = super::group_days(days);
+            let visitors: Vec<(String, String, String, Vec<u8>)> = bounded(
+                self.timeout,
+                sqlx::query_as(
+                    "SELECT namespace, key, to_char(day, 'YYYY-MM-DD'), sketch FROM visitor_days
+                     WHERE (namespace, key) >= ($1, $2) AND (namespace, key) <= ($3, $4)",
+                )
+                .bind(&first.0)
+                .bind(&first.1)
+                .bind(&last.0)
+                .bind(&last.1)
+                .fetch_all(&mut *tx),
+            )
+            .await?;
+            let mut visitors = super::group_visitors(visitors);
             after = Some((last.0.clone(), last.1.clone()));
             let full = rows.len() == page as usize;
             for row in rows {
                 exported += 1;
-                if each(super::record_from_row(row, &mut days)).is_break() {
+                if each(super::record_from_row(row, &mut days, &mut visitors)).is_break() {
                     return Ok(exported);
                 }
             }
@@ -764,18 +941,20 @@ impl PgStore {
         let overwrite = on_conflict == super::OnConflict::Overwrite;
         const BUMP: &str = "epoch = GREATEST(c.epoch + 1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint), updated_at = now()";
         let full_sql = format!(
-            "INSERT INTO counters AS c (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_at)
+            "INSERT INTO counters AS c (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_at, first_hit_only)
              SELECT t.namespace, t.key, t.value, t.enable_reset, t.lower, t.upper, t.hash,
-                    to_timestamp(div(t.created_ms, 1000)) + mod(t.created_ms, 1000) * interval '1 millisecond'
-             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[])
-                 AS t(namespace, key, value, enable_reset, lower, upper, hash, created_ms)
+                    to_timestamp(div(t.created_ms, 1000)) + mod(t.created_ms, 1000) * interval '1 millisecond',
+                    t.first_hit_only
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bool[])
+                 AS t(namespace, key, value, enable_reset, lower, upper, hash, created_ms, first_hit_only)
              ON CONFLICT (namespace, key) DO {}
              RETURNING c.namespace, c.key, c.value, c.epoch",
             if overwrite {
                 format!(
                     "UPDATE SET value = EXCLUDED.value, enable_reset = EXCLUDED.enable_reset,
                      update_lowerbound = EXCLUDED.update_lowerbound, update_upperbound = EXCLUDED.update_upperbound,
-                     admin_key_hash = EXCLUDED.admin_key_hash, created_at = EXCLUDED.created_at, {BUMP}"
+                     admin_key_hash = EXCLUDED.admin_key_hash, created_at = EXCLUDED.created_at,
+                     first_hit_only = EXCLUDED.first_hit_only, {BUMP}"
                 )
             } else {
                 "NOTHING".to_string()
@@ -825,6 +1004,7 @@ impl PgStore {
                                 .collect::<Vec<_>>(),
                         )
                         .bind(details.iter().map(|d| d.created_ms).collect::<Vec<_>>())
+                        .bind(details.iter().map(|d| d.first_hit_only).collect::<Vec<_>>())
                         .fetch_all(&mut *tx)
                         .await?,
                 );
@@ -859,6 +1039,34 @@ impl PgStore {
                     hits.push(day.hits);
                 }
             }
+            let (mut v_namespaces, mut v_keys, mut v_days, mut v_counts, mut v_sketches) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for record in records.iter().filter(|r| ids.contains(&r.id)) {
+                for (day, sketch) in &record.visitors {
+                    v_namespaces.push(record.id.namespace.as_str());
+                    v_keys.push(record.id.key.as_str());
+                    v_days.push(day.as_str());
+                    v_counts.push(super::sketch_estimate(sketch));
+                    v_sketches.push(sketch.as_slice());
+                }
+            }
+            if !v_days.is_empty() {
+                sqlx::query(
+                    "INSERT INTO visitor_days AS v (namespace, key, day, visitors, sketch)
+                     SELECT t.namespace, t.key, t.day::date, t.visitors, t.sketch
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])
+                         AS t(namespace, key, day, visitors, sketch)
+                     ON CONFLICT (namespace, key, day) DO UPDATE
+                         SET visitors = EXCLUDED.visitors, sketch = EXCLUDED.sketch",
+                )
+                .bind(&v_namespaces)
+                .bind(&v_keys)
+                .bind(&v_days)
+                .bind(&v_counts)
+                .bind(&v_sketches)
+                .execute(&mut *tx)
+                .await?;
+            }
             if !days.is_empty() {
                 sqlx::query(
                     "INSERT INTO counter_days AS d (namespace, key, day, hits)
@@ -880,6 +1088,57 @@ impl PgStore {
     }
 }
 // --- End of export and import. ---
+
+/// Merges each day's visits into its sketch, inside the batch's
+/// transaction (see `PgStore::fetch_counting` for why no other transaction
+/// can interleave): one read of the sketches, one upsert.
+async fn merge_visits(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    visits: &[&DayVisits],
+) -> Result<(), sqlx::Error> {
+    let namespaces: Vec<&str> = visits
+        .iter()
+        .map(|v| v.counter.namespace.as_str())
+        .collect();
+    let keys: Vec<&str> = visits.iter().map(|v| v.counter.key.as_str()).collect();
+    let days: Vec<String> = visits.iter().map(|v| super::format_day(v.day)).collect();
+    // One primary-key lookup per element (a subquery, as for request ids:
+    // a join's prepared plan may scan the table).
+    let stored: Vec<(Option<Vec<u8>>,)> = sqlx::query_as(
+        "SELECT (SELECT v.sketch FROM visitor_days v
+                 WHERE v.namespace = t.namespace AND v.key = t.key AND v.day = t.day::date)
+         FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(namespace, key, day, n)
+         ORDER BY t.n",
+    )
+    .bind(&namespaces)
+    .bind(&keys)
+    .bind(&days)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut sketches = Vec::with_capacity(visits.len());
+    let mut counts = Vec::with_capacity(visits.len());
+    for (visit, (old,)) in visits.iter().zip(&stored) {
+        let (bytes, count) = merge_sketch(&visit.counter, old.as_deref(), &visit.hashes);
+        sketches.push(bytes);
+        counts.push(count);
+    }
+    sqlx::query(
+        "INSERT INTO visitor_days AS v (namespace, key, day, visitors, sketch)
+         SELECT t.namespace, t.key, t.day::date, t.visitors, t.sketch
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])
+             AS t(namespace, key, day, visitors, sketch)
+         ON CONFLICT (namespace, key, day) DO UPDATE
+             SET visitors = EXCLUDED.visitors, sketch = EXCLUDED.sketch",
+    )
+    .bind(&namespaces)
+    .bind(&keys)
+    .bind(&days)
+    .bind(&counts)
+    .bind(&sketches)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

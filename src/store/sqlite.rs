@@ -15,11 +15,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row};
+use super::{
+    BusyRow, Claim, Claimed, InfoRow, Repeat, StoreError, bounded, info_from_row, merge_sketch,
+};
 use crate::counter::{
     Applied, Committed, CounterId, CounterInfo, CounterSpec, DayCount, MAX_MAGNITUDE, Refusal,
     SetOutcome, Totals, in_range,
 };
+use crate::visitors::DayVisits;
 
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 const TODAY: &str = "strftime('%Y-%m-%d', 'now')";
@@ -80,11 +83,13 @@ impl SqliteStore {
         writer_id: &str,
         seq: i64,
         deltas: &[(CounterId, i64)],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Applied, StoreError> {
         bounded(self.timeout, async {
             let mut tx = self.writer_pool.begin_with("BEGIN IMMEDIATE").await?;
             let applied = apply_in(&mut tx, writer_id, seq, deltas, may_create).await?;
+            merge_visits(&mut tx, &applied, visits).await?;
             finish(tx, &applied).await?;
             Ok(applied)
         })
@@ -102,6 +107,7 @@ impl SqliteStore {
         seq: i64,
         deltas: &[(CounterId, i64)],
         claims: &[Claim],
+        visits: &[DayVisits],
         may_create: bool,
     ) -> Result<Claimed, StoreError> {
         bounded(self.timeout, async {
@@ -149,6 +155,7 @@ impl SqliteStore {
                     .await?;
                 }
             }
+            merge_visits(&mut tx, &applied, visits).await?;
             finish(tx, &applied).await?;
             Ok(Claimed::Applied(applied))
         })
@@ -220,8 +227,8 @@ impl SqliteStore {
         let row: Option<InfoRow> = bounded(
             self.timeout,
             sqlx::query_as(&format!(
-                "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, first_hit_only)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (namespace, key) DO NOTHING
                  RETURNING {INFO_COLUMNS}"
             ))
@@ -232,6 +239,7 @@ impl SqliteStore {
             .bind(spec.bounds().lower())
             .bind(spec.bounds().upper())
             .bind(spec.admin_key_hash())
+            .bind(spec.counts_first_hits_only())
             .fetch_optional(&self.pool),
         )
         .await?;
@@ -268,11 +276,15 @@ impl SqliteStore {
     pub async fn delete(&self, id: &CounterId) -> Result<bool, StoreError> {
         bounded(self.timeout, async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query("DELETE FROM counter_days WHERE namespace = ?1 AND key = ?2")
+            for table in ["counter_days", "visitor_days"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE namespace = ?1 AND key = ?2"
+                ))
                 .bind(&id.namespace)
                 .bind(&id.key)
                 .execute(&mut *tx)
                 .await?;
+            }
             let gone = sqlx::query("DELETE FROM counters WHERE namespace = ?1 AND key = ?2")
                 .bind(&id.namespace)
                 .bind(&id.key)
@@ -363,6 +375,103 @@ impl SqliteStore {
         .await
     }
 
+    /// See [`super::Store::visitor_salt`]: under the write lock, so the
+    /// first caller's salt is the one every caller reads.
+    pub async fn visitor_salt(
+        &self,
+        day: &str,
+        yesterday: &str,
+        fresh: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        bounded(self.timeout, async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            for table in ["visitor_salts", "visitor_firsts"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE day < ?1"))
+                    .bind(yesterday)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO visitor_salts (day, salt) VALUES (?1, ?2) ON CONFLICT (day) DO NOTHING")
+                .bind(day)
+                .bind(fresh)
+                .execute(&mut *tx)
+                .await?;
+            let (salt,): (Vec<u8>,) =
+                sqlx::query_as("SELECT salt FROM visitor_salts WHERE day = ?1")
+                    .bind(day)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(salt)
+        })
+        .await
+    }
+
+    pub async fn first_hit_only(&self, id: &CounterId) -> Result<Option<bool>, StoreError> {
+        let row: Option<(bool,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT first_hit_only FROM counters WHERE namespace = ?1 AND key = ?2")
+                .bind(&id.namespace)
+                .bind(&id.key)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(first,)| first))
+    }
+
+    pub async fn claim_first_hit(
+        &self,
+        id: &CounterId,
+        day: &str,
+        hash: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = bounded(
+            self.timeout,
+            sqlx::query(
+                "INSERT INTO visitor_firsts (namespace, key, day, hash) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(day)
+            .bind(hash)
+            .execute(&self.pool),
+        )
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    pub async fn visitor_salt_days(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = bounded(
+            self.timeout,
+            sqlx::query_as("SELECT day FROM visitor_salts ORDER BY day").fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows.into_iter().map(|(day,)| day).collect())
+    }
+
+    pub async fn visitors_between(
+        &self,
+        id: &CounterId,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        bounded(
+            self.timeout,
+            sqlx::query_as(
+                "SELECT day, visitors FROM visitor_days
+                 WHERE namespace = ?1 AND key = ?2 AND day BETWEEN ?3 AND ?4
+                 ORDER BY day",
+            )
+            .bind(&id.namespace)
+            .bind(&id.key)
+            .bind(first)
+            .bind(last)
+            .fetch_all(&self.pool),
+        )
+        .await
+    }
+
     pub async fn count_counters(&self) -> Result<i64, StoreError> {
         let (counters,): (i64,) = bounded(
             self.timeout,
@@ -394,7 +503,7 @@ impl SqliteStore {
         page: u32,
         mut each: impl FnMut(super::CounterRecord) -> std::ops::ControlFlow<()> + Send,
     ) -> Result<u64, StoreError> {
-        const COLUMNS: &str = "namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms";
+        const COLUMNS: &str = "namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms, first_hit_only";
         let mut tx = bounded(self.timeout, self.pool.begin()).await?;
         let mut after: Option<(String, String)> = None;
         let mut exported = 0;
@@ -441,11 +550,25 @@ impl SqliteStore {
             )
             .await?;
             let mut days = super::group_days(days);
+            let visitors: Vec<(String, String, String, Vec<u8>)> = bounded(
+                self.timeout,
+                sqlx::query_as(
+                    "SELECT namespace, key, day, sketch FROM visitor_days
+                     WHERE (namespace, key) >= (?1, ?2) AND (namespace, key) <= (?3, ?4)",
+                )
+                .bind(&first.0)
+                .bind(&first.1)
+                .bind(&last.0)
+                .bind(&last.1)
+                .fetch_all(&mut *tx),
+            )
+            .await?;
+            let mut visitors = super::group_visitors(visitors);
             after = Some((last.0.clone(), last.1.clone()));
             let full = rows.len() == page as usize;
             for row in rows {
                 exported += 1;
-                if each(super::record_from_row(row, &mut days)).is_break() {
+                if each(super::record_from_row(row, &mut days, &mut visitors)).is_break() {
                     return Ok(exported);
                 }
             }
@@ -465,15 +588,16 @@ impl SqliteStore {
         let overwrite = on_conflict == super::OnConflict::Overwrite;
         let bump = format!("epoch = max(epoch + 1, {NOW_MS}), updated_ms = {NOW_MS}");
         let full = format!(
-            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO counters (namespace, key, value, enable_reset, update_lowerbound, update_upperbound, admin_key_hash, created_ms, first_hit_only)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (namespace, key) DO {}
              RETURNING value, epoch",
             if overwrite {
                 format!(
                     "UPDATE SET value = excluded.value, enable_reset = excluded.enable_reset,
                      update_lowerbound = excluded.update_lowerbound, update_upperbound = excluded.update_upperbound,
-                     admin_key_hash = excluded.admin_key_hash, created_ms = excluded.created_ms, {bump}"
+                     admin_key_hash = excluded.admin_key_hash, created_ms = excluded.created_ms,
+                     first_hit_only = excluded.first_hit_only, {bump}"
                 )
             } else {
                 "NOTHING".to_string()
@@ -507,6 +631,7 @@ impl SqliteStore {
                             .bind(details.update_upperbound)
                             .bind(&details.admin_key_hash)
                             .bind(details.created_ms)
+                            .bind(details.first_hit_only)
                             .fetch_optional(&mut *tx)
                             .await?
                     }
@@ -534,6 +659,20 @@ impl SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                 }
+                for (day, sketch) in &record.visitors {
+                    sqlx::query(
+                        "INSERT INTO visitor_days (namespace, key, day, visitors, sketch) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (namespace, key, day) DO UPDATE
+                             SET visitors = excluded.visitors, sketch = excluded.sketch",
+                    )
+                    .bind(namespace)
+                    .bind(key)
+                    .bind(day)
+                    .bind(super::sketch_estimate(sketch))
+                    .bind(sketch)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 written.push(Committed {
                     id: record.id.clone(),
                     value,
@@ -547,6 +686,50 @@ impl SqliteStore {
     }
 }
 // --- End of export and import. ---
+
+/// Merges each day's visits into its sketch, for the counters the batch
+/// committed, inside its transaction (which holds the file's write lock).
+async fn merge_visits(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    applied: &Applied,
+    visits: &[DayVisits],
+) -> Result<(), sqlx::Error> {
+    let Applied::Now { committed, .. } = applied else {
+        return Ok(());
+    };
+    for visit in visits {
+        if !committed.iter().any(|c| c.id == visit.counter) {
+            continue;
+        }
+        let day = super::format_day(visit.day);
+        let stored: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT sketch FROM visitor_days WHERE namespace = ?1 AND key = ?2 AND day = ?3",
+        )
+        .bind(&visit.counter.namespace)
+        .bind(&visit.counter.key)
+        .bind(&day)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let (sketch, visitors) = merge_sketch(
+            &visit.counter,
+            stored.as_ref().map(|(s,)| s.as_slice()),
+            &visit.hashes,
+        );
+        sqlx::query(
+            "INSERT INTO visitor_days (namespace, key, day, visitors, sketch) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (namespace, key, day) DO UPDATE
+                 SET visitors = excluded.visitors, sketch = excluded.sketch",
+        )
+        .bind(&visit.counter.namespace)
+        .bind(&visit.counter.key)
+        .bind(&day)
+        .bind(visitors)
+        .bind(sketch)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
 
 /// Commits a batch's transaction, or rolls back one that was applied before.
 async fn finish(

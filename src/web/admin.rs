@@ -137,6 +137,7 @@ async fn delete_counter(
         ("enable_reset" = Option<bool>, Query, description = "whether the admin key may set and reset it, default false"),
         ("update_lowerbound" = Option<i64>, Query, description = "smallest amount `/update` accepts, default 0 (CountAPI: -1): anonymous clients can only count up unless a negative bound is given here"),
         ("update_upperbound" = Option<i64>, Query, description = "largest amount `/update` accepts, default 1"),
+        ("first_hit_only" = Option<bool>, Query, description = "count only each visitor's first hit of the UTC day (a visitor: address and User-Agent under the day's salt); later hits that day answer the value uncounted. Default false"),
     ),
     responses(
         (status = 200, body = CreatedBody, headers(
@@ -171,7 +172,8 @@ pub async fn create(
         params.bool("enable_reset")?,
         bounds,
         Some(&admin_key),
-    )?;
+    )?
+    .first_hit_only(params.bool("first_hit_only")?.unwrap_or(false));
     let info = state.engine.create(&spec).await?;
     let path = compat::x_path(&info.id);
     let mut response = compat::with_path(

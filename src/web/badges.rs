@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{NamespacePath, Params, PathParams, RequestId};
+use super::extract::{NamespacePath, Params, PathParams, RequestId, Visitor};
 use super::state::AppState;
 use crate::counter::CounterId;
 
@@ -41,7 +41,7 @@ pub struct BadgeFilePath {
         ("color" = Option<String>, Query, description = "right colour: a shields.io name or hex, default `4c1`"),
         ("label_color" = Option<String>, Query, description = "left colour, default `555`"),
         ("style" = Option<String>, Query, description = "`flat` (default), `flat-square`, `plastic` or `for-the-badge`"),
-        ("show" = Option<String>, Query, description = "`total` (default) or `today` for \"today / total\""),
+        ("show" = Option<String>, Query, description = "`total` (default), `today` for \"today / total\", or `visitors` for today's distinct visitors"),
     ),
     responses(
         (status = 200, description = "the badge", content_type = "image/svg+xml", body = String),
@@ -54,6 +54,7 @@ pub async fn badge(
     PathParams(path): PathParams,
     params: Params,
     RequestId(request_id): RequestId,
+    visitor: Visitor,
 ) -> Result<axum::response::Response, AppError> {
     use axum::http::header;
     use axum::response::IntoResponse;
@@ -71,35 +72,38 @@ pub async fn badge(
     let id = CounterId::parse(path.get("namespace").map(String::as_str), key)
         .map_err(AppError::BadRequest)?;
     let options = badge_options(&params)?;
-    let show_today = match params.str("show") {
-        None | Some("total") => false,
-        Some("today") => true,
-        Some(other) => {
-            return Err(AppError::BadRequest(format!(
-                "show must be total or today, got {other:?}"
-            )));
-        }
-    };
+    let show = params.str("show");
+    if !matches!(show, None | Some("total" | "today" | "visitors")) {
+        return Err(AppError::BadRequest(format!(
+            "show must be total or today or visitors, got {:?}",
+            show.unwrap_or_default()
+        )));
+    }
 
     let total = if params.bool("hit")?.unwrap_or(true) {
         state
             .engine
-            .add_once(id.clone(), 1, request_id)
+            .add_visit(id.clone(), 1, request_id, visitor.client())
             .await?
             .value
     } else {
         state.engine.get(&id).await?.unwrap_or(0)
     };
-    let message = if show_today {
-        let today = state
-            .engine
-            .history(&id, 1)
-            .await?
-            .last()
-            .map_or(0, |d| d.hits);
-        format!("{today} / {total}")
-    } else {
-        total.to_string()
+    let message = match show {
+        Some("today") => {
+            let today = state
+                .engine
+                .history(&id, 1)
+                .await?
+                .last()
+                .map_or(0, |d| d.hits);
+            format!("{today} / {total}")
+        }
+        Some("visitors") => {
+            let today = state.engine.visitors(&id, 1).await?;
+            today.last().copied().unwrap_or(0).to_string()
+        }
+        _ => total.to_string(),
     };
 
     let no_cache = [

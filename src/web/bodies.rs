@@ -63,6 +63,14 @@ pub struct InfoBody {
     /// With `detail=true`: increments of the last 7 UTC days, oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<DayCount>>,
+    /// With `detail=true`: distinct visitors today (UTC), exact up to 1,024,
+    /// then estimated (0.81% standard error; see docs/api.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitors: Option<i64>,
+    /// With `detail=true`: whether only each visitor's first hit of the UTC
+    /// day counts (set at `/create`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_hit_only: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -70,7 +78,20 @@ pub struct HistoryBody {
     pub namespace: String,
     pub key: String,
     /// One entry per UTC day, oldest first.
-    pub days: Vec<DayCount>,
+    pub days: Vec<HistoryDay>,
+}
+
+/// One UTC day of `/history`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryDay {
+    /// `YYYY-MM-DD`
+    pub day: String,
+    /// The day's increments.
+    pub hits: i64,
+    /// Distinct visitors that day (a visitor: the client's address and
+    /// User-Agent under the day's salt; no cookie, no address stored): exact
+    /// up to 1,024, then estimated (0.81% standard error).
+    pub visitors: i64,
 }
 
 /// CountAPI's four figures, in its order, from what this service has.

@@ -13,17 +13,19 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 
-use super::bodies::{HistoryBody, InfoBody, NO_EXPIRY_TTL, StatsBody, ValueBody};
+use super::bodies::{HistoryBody, HistoryDay, InfoBody, NO_EXPIRY_TTL, StatsBody, ValueBody};
 use super::compat;
 use super::error::{AppError, ErrorBody, NoValueBody};
-use super::extract::{Counter, KeyPath, NamespacePath, Params, RequestId};
+use super::extract::{Counter, KeyPath, NamespacePath, Params, RequestId, Visitor};
 use super::state::{AppState, existing};
 use crate::counter::CounterId;
 
 /// Most days `/history` returns.
 pub const MAX_HISTORY_DAYS: u32 = 366;
 
-/// Adds one, creating the counter on its first hit. Also `/hit/{key}`
+/// Adds one, creating the counter on its first hit, and counts the
+/// client as one of the day's visitors of the counter (its address and
+/// User-Agent under the day's salt, never stored). Also `/hit/{key}`
 /// (namespace `default`) and POST.
 #[utoipa::path(get, path = "/hit/{namespace}/{key}", tag = "counters",
     params(NamespacePath, KeyPath),
@@ -37,11 +39,12 @@ pub async fn hit(
     State(state): State<AppState>,
     Counter(id): Counter,
     RequestId(request_id): RequestId,
+    visitor: Visitor,
 ) -> Response {
     let path = compat::x_path(&id);
     let answer = state
         .engine
-        .add_once(id, 1, request_id)
+        .add_visit(id, 1, request_id, visitor.client())
         .await
         .map(|hit| Json(ValueBody { value: hit.value }))
         .map_err(AppError::from);
@@ -102,10 +105,11 @@ async fn add_amount(
 }
 
 /// Everything about a counter, as CountAPI; with `detail=true` also
-/// whether it has an admin key and its last 7 days. Also `/info/{key}`.
+/// whether it has an admin key, its last 7 days and today's distinct
+/// visitors. Also `/info/{key}`.
 #[utoipa::path(get, path = "/info/{namespace}/{key}", tag = "counters",
     params(NamespacePath, KeyPath,
-        ("detail" = Option<bool>, Query, description = "add has_admin_key and history (not CountAPI's: strict clients refuse them)")),
+        ("detail" = Option<bool>, Query, description = "add has_admin_key, history and visitors (not CountAPI's: strict clients refuse them)")),
     responses(
         (status = 200, body = InfoBody),
         (status = 400, body = ErrorBody),
@@ -124,10 +128,15 @@ async fn counter_info(
 ) -> Result<Json<InfoBody>, AppError> {
     let detail = params.bool("detail")?.unwrap_or(false);
     let info = existing(state, id).await?;
-    let history = if detail {
-        Some(state.engine.history(id, 7).await?)
+    let (history, visitors, first_hit_only) = if detail {
+        let today = state.engine.visitors(id, 1).await?;
+        (
+            Some(state.engine.history(id, 7).await?),
+            today.last().copied(),
+            state.engine.first_hit_only(id).await?,
+        )
     } else {
-        None
+        (None, None, None)
     };
     Ok(Json(InfoBody {
         namespace: info.id.namespace,
@@ -140,10 +149,12 @@ async fn counter_info(
         value: info.value,
         has_admin_key: detail.then_some(info.admin_key_hash.is_some()),
         history,
+        visitors,
+        first_hit_only,
     }))
 }
 
-/// Increments per UTC day. Also `/history/{key}`.
+/// Increments and distinct visitors per UTC day. Also `/history/{key}`.
 #[utoipa::path(get, path = "/history/{namespace}/{key}", tag = "counters",
     params(NamespacePath, KeyPath,
         ("days" = Option<u32>, Query, description = "how many days back, today included: 1 to 366, default 30")),
@@ -177,7 +188,17 @@ async fn counter_history(
         }
     };
     existing(state, &id).await?;
+    let visitors = state.engine.visitors(&id, days).await?;
     let days = state.engine.history(&id, days).await?;
+    let days = days
+        .into_iter()
+        .zip(visitors.into_iter().chain(std::iter::repeat(0)))
+        .map(|(day, visitors)| HistoryDay {
+            day: day.day,
+            hits: day.hits,
+            visitors,
+        })
+        .collect();
     Ok(Json(HistoryBody {
         namespace: id.namespace,
         key: id.key,

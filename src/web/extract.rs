@@ -181,6 +181,37 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
+/// The client of a hit as a visitor (`crate::visitors`): its address (as
+/// [`Client`] decided it: the peer, or behind a trusted proxy the forwarded
+/// address) and its User-Agent (absent: empty). Handed to the engine, which
+/// keeps neither: only their keyed hash goes on. No address (a request from
+/// no socket): no visitor.
+pub struct Visitor {
+    addr: Option<std::net::IpAddr>,
+    user_agent: Option<axum::http::HeaderValue>,
+}
+
+impl Visitor {
+    pub fn client(&self) -> Option<(std::net::IpAddr, &[u8])> {
+        let user_agent = self.user_agent.as_ref().map_or(&[][..], |v| v.as_bytes());
+        self.addr.map(|addr| (addr, user_agent))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Visitor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            addr: parts
+                .extensions
+                .get::<Guarded>()
+                .and_then(|guarded| guarded.client.addr),
+            user_agent: parts.headers.get(axum::http::header::USER_AGENT).cloned(),
+        })
+    }
+}
+
 fn is_request_id(id: &str) -> bool {
     (16..=64).contains(&id.len())
         && id

@@ -128,7 +128,9 @@ pub async fn counter(
         total: info.value,
         days: &data.days,
         base_url: &base_url,
-        visitors: None,
+        visitors: Some(crate::page::Visitors {
+            daily: &data.visitors,
+        }),
     };
     Ok(html(StatusCode::OK, crate::page::counter_page(&page)))
 }

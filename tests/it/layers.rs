@@ -512,18 +512,20 @@ fn lower_layers_never_name_the_layers_above() {
     let may_name: &[(&str, &[&str])] = &[
         ("counter", &[]),
         ("live", &["counter", "metrics"]),
-        ("store", &["counter", "metrics"]),
+        // Unique visitors: the hash and the sketch, over the rules only.
+        ("visitors", &["counter"]),
+        ("store", &["counter", "metrics", "visitors"]),
         ("cache", &["counter", "breaker", "metrics"]),
         (
             "writer",
             &[
-                "alarm", "breaker", "cache", "counter", "live", "metrics", "store",
+                "alarm", "breaker", "cache", "counter", "live", "metrics", "store", "visitors",
             ],
         ),
         (
             "engine",
             &[
-                "breaker", "cache", "counter", "live", "metrics", "store", "writer",
+                "breaker", "cache", "counter", "live", "metrics", "store", "visitors", "writer",
             ],
         ),
     ];

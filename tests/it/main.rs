@@ -26,3 +26,4 @@ mod seed;
 mod shutdown;
 mod startup;
 mod tls;
+mod visitors;

@@ -180,6 +180,8 @@ pub struct InProcess {
     /// "postgres+redis" or "sqlite", for assertion messages.
     pub name: &'static str,
     router: axum::Router,
+    /// The engine behind the router (its visitor clock, its store).
+    pub engine: Arc<hitcounter::engine::Engine>,
     _servers: Option<(Postgres, Redis)>,
     _dir: tempfile::TempDir,
 }
@@ -223,10 +225,11 @@ impl InProcess {
             timeout: Duration::from_millis(250),
         })
         .expect("a Redis URL");
-        let router = router(store, Some(cache), admin_token).await;
+        let (router, engine) = router(store, Some(cache), admin_token).await;
         Self {
             name: "postgres+redis",
             router,
+            engine,
             _servers: Some((pg, redis)),
             _dir: tempfile::tempdir().unwrap(),
         }
@@ -235,10 +238,11 @@ impl InProcess {
     pub async fn sqlite(admin_token: Token<'_>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = store(None, &dir.path().join("hitcounter.db"));
-        let router = router(store, None, admin_token).await;
+        let (router, engine) = router(store, None, admin_token).await;
         Self {
             name: "sqlite",
             router,
+            engine,
             _servers: None,
             _dir: dir,
         }
@@ -310,7 +314,7 @@ async fn router(
     store: hitcounter::store::Store,
     cache: Option<hitcounter::cache::Cache>,
     admin_token: Token<'_>,
-) -> axum::Router {
+) -> (axum::Router, Arc<hitcounter::engine::Engine>) {
     store.migrate().await.expect("migrate the record");
     let engine = hitcounter::engine::Engine::start(
         store,
@@ -323,11 +327,13 @@ async fn router(
             request_ids: false,
         },
     );
-    hitcounter::web::router(hitcounter::web::AppState {
-        engine: Arc::new(engine),
+    let engine = Arc::new(engine);
+    let router = hitcounter::web::router(hitcounter::web::AppState {
+        engine: engine.clone(),
         greeting: "Hello Linode!".into(),
         admin_token: admin_token.map(Into::into),
-    })
+    });
+    (router, engine)
 }
 
 /// The OpenAPI description the service serves, as JSON.
