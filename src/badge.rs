@@ -207,12 +207,13 @@ mod tests {
     fn title(svg: &str) -> String {
         let doc = roxmltree::Document::parse(svg).unwrap();
         let title = doc.descendants().find(|n| n.has_tag_name("title")).unwrap();
+        let text = title.text().unwrap_or_default();
         assert_eq!(
             doc.root_element().attribute("aria-label"),
-            title.text(),
+            Some(text),
             "aria-label and title differ"
         );
-        title.text().unwrap().to_owned()
+        text.to_owned()
     }
 
     fn texts(svg: &str) -> Vec<String> {
@@ -314,6 +315,39 @@ mod tests {
             (json["label"].as_str(), json["message"].as_str()),
             (Some("x"), Some("bad"))
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever the text, in every style: well-formed XML, one `<svg>`
+        /// with no element but the renderer's, and the title saying the
+        /// cleaned text.
+        #[test]
+        fn any_text_stays_text(label in "\\PC{0,12}|[<>&\"'\u{0}-\u{1f}\u{202a}-\u{202e}a]{0,12}", message in "\\PC{0,12}|[<>&\"'\u{0}-\u{1f}]{0,12}") {
+            for style in BadgeStyle::ALL {
+                let svg = render_svg(&options(&label, style), &message);
+                let doc = roxmltree::Document::parse(&svg)
+                    .unwrap_or_else(|e| panic!("{style}: {e}: {svg}"));
+                let allowed = [
+                    "svg", "title", "style", "filter", "feGaussianBlur", "linearGradient", "stop",
+                    "clipPath", "rect", "g", "text", "path",
+                ];
+                for node in doc.descendants().filter(|n| n.is_element()) {
+                    let name = node.tag_name().name();
+                    proptest::prop_assert!(allowed.contains(&name), "{style}: <{name}> in {svg}");
+                }
+                let clean = (clean_text(&label), clean_text(&message));
+                if style != BadgeStyle::Flat {
+                    continue;
+                }
+                let want = if clean.0.is_empty() {
+                    clean.1.clone()
+                } else {
+                    format!("{}: {}", clean.0, clean.1)
+                };
+                proptest::prop_assert_eq!(title(&svg), want);
+            }
+        }
     }
 
     #[test]
