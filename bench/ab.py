@@ -3,7 +3,7 @@
 
     bench/ab.py --rounds 3 "old=--binary /tmp/hitcounter-old" "new="
     bench/ab.py "linger1ms=--app-env BATCH_LINGER=1ms" "default="
-    bench/ab.py --path /badge/bench/ab.svg "old=--binary /tmp/hitcounter-old" "new=--binary /tmp/hitcounter-new"
+    bench/ab.py --path /badge/bench/badge-ab.svg "old=--binary /tmp/hitcounter-old" "new=--binary /tmp/hitcounter-new"
 
 Each NAME=ARGS runs bench.py once per round (targets 2 and 3, fresh stack),
 in turn: old, new, old, new, ... The machine's speed drifts by +-20% over
@@ -72,7 +72,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", default="16,64")
     ap.add_argument("--duration", default="6")
-    ap.add_argument("--path", help="target 3 requests this path instead of / (e.g. /badge/bench/ab.svg)")
+    ap.add_argument("--path", help="target 3 requests this path instead of / (e.g. /badge/bench/badge-ab.svg)")
     args = ap.parse_args()
 
     settings = []

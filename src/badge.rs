@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 pub use shields::BadgeStyle;
 
 /// What a badge says besides its message. The colors may be raw user input:
-/// the renderers pass them through [`parse_color`] and fall back to the
-/// defaults when they are not colors.
+/// [`render_svg`] and [`endpoint_json`] pass them through [`parse_color`]
+/// and fall back to the defaults when they are not colors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadgeOptions {
     pub label: String,

@@ -58,7 +58,7 @@ pub struct BadgeFilePath {
         (status = 200, description = "the badge; for `.json` also what is wrong with the request, as `isError: true`", content_type = "image/svg+xml", body = String),
         (status = 400, description = "`.svg`: bad name, file, colour, style or label", body = ErrorBody),
         (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "the store is unreachable (for `.json` said in shields.io's schema)", body = ErrorBody),
     ))]
 pub async fn badge(
     State(state): State<AppState>,
@@ -132,6 +132,8 @@ fn cache_seconds(params: &Params) -> Result<u32, AppError> {
         })
 }
 
+/// The badge of a request whose format is known, or why there is none; the
+/// caller decides how a `.json` says so.
 async fn drawn(
     state: &AppState,
     path: &std::collections::HashMap<String, String>,
