@@ -318,7 +318,11 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
         /// Whatever the text, in every style: well-formed XML, one `<svg>`
         /// with no element but the renderer's, and the title saying the
         /// cleaned text.
