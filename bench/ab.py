@@ -3,6 +3,7 @@
 
     bench/ab.py --rounds 3 "old=--binary /tmp/hitcounter-old" "new="
     bench/ab.py "linger1ms=--app-env BATCH_LINGER=1ms" "default="
+    bench/ab.py --path /badge/bench/badge-ab.svg "old=--binary /tmp/hitcounter-old" "new=--binary /tmp/hitcounter-new"
 
 Each NAME=ARGS runs bench.py once per round (targets 2 and 3, fresh stack),
 in turn: old, new, old, new, ... The machine's speed drifts by +-20% over
@@ -11,18 +12,44 @@ alternately in the same window can be compared, and a single run proves
 little: compare the spread over rounds. One line per run; the results go to
 bench/results/ab-NAME-ROUND.json. Build the binaries first (bench.py is
 called with --no-build; ARGS may name one with --binary).
+
+--path PATH puts PATH in place of `/` as target 3's request (e.g. a badge,
+/badge/NAMESPACE/KEY.svg); for a counting badge path the record is checked
+against that counter, as it is against the seed's for `/`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+
+# Runs bench.py's main() with target 3 sent to another path: argv[1] the
+# path, argv[2] the SQL of its counter ("" for none), the rest bench.py's.
+WITH_PATH = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import bench
+path, record = sys.argv[2], sys.argv[3]
+bench.TARGETS[3] = dict(bench.TARGETS[3], name=f"nginx->app {path}", path=path, record=record or None)
+sys.argv = [str(bench.__file__)] + sys.argv[4:]
+sys.exit(bench.main())
+"""
+
+
+def record_sql(path: str) -> str:
+    """The SQL of the counter a counting badge path counts into, else ""."""
+    m = re.fullmatch(r"/badge/(?:([A-Za-z0-9_.-]+)/)?([A-Za-z0-9_.-]+)\.svg(\?.*)?", path)
+    if not m or re.search(r"[?&]hit=(0|false|no|off)(&|$)", m.group(3) or "", re.I):
+        return ""
+    namespace, key = m.group(1) or "default", m.group(2)
+    return f"SELECT coalesce(sum(value), 0) FROM counters WHERE namespace = '{namespace}' AND key = '{key}'"
 
 
 def line(name: str, data: dict) -> str:
@@ -45,6 +72,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", default="16,64")
     ap.add_argument("--duration", default="6")
+    ap.add_argument("--path", help="target 3 requests this path instead of / (e.g. /badge/bench/badge-ab.svg)")
     args = ap.parse_args()
 
     settings = []
@@ -58,7 +86,9 @@ def main() -> int:
     for rnd in range(1, args.rounds + 1):
         for name, extra in settings:
             out = f"ab-{name}-{rnd}"
-            cmd = [sys.executable, str(BENCH / "bench.py"), "--no-build", "--targets", "2,3", "--reps", "1",
+            runner = [str(BENCH / "bench.py")] if not args.path else \
+                ["-c", WITH_PATH, str(BENCH), args.path, record_sql(args.path)]
+            cmd = [sys.executable, *runner, "--no-build", "--targets", "2,3", "--reps", "1",
                    "--warmup", "1", "--concurrency", args.concurrency, "--duration", args.duration,
                    "--name", out, *extra]
             # bench.py exits 1 when a target is missed; only a missing result is a failure here.

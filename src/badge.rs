@@ -1,68 +1,23 @@
-//! Badges: shields.io-style SVG badges for a counter, and the JSON that
-//! shields.io's endpoint badge reads. Pure: no I/O, no state.
+//! Badges: our side of them. The SVG is drawn by the `shields` crate, which
+//! renders shields.io's badges byte for byte (tests/it/badge_maker.rs holds it
+//! to that against shields.io's own renderer); here are what we decide before
+//! it draws: the color rules, the text cleaning, our defaults, and the JSON
+//! of shields.io's endpoint badge. Pure: no I/O, no state.
 //!
-//! Label, message and colors are user input. Text reaches the SVG only
-//! through `escape_xml` and colors only through [`parse_color`]; never put
-//! user text into the SVG any other way.
-
-use std::fmt;
-use std::str::FromStr;
+//! Label, message and colors are user input. Colors reach the crate only
+//! through [`parse_color`] (so only `#rrggbb`, never the CSS the crate would
+//! pass through), text only through [`clean_text`]; the crate XML-escapes the
+//! text after measuring it.
 
 use serde_json::{Value, json};
 
-/// The look of a badge, named as shields.io names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum BadgeStyle {
-    #[default]
-    Flat,
-    FlatSquare,
-    Plastic,
-    ForTheBadge,
-}
-
-impl BadgeStyle {
-    pub const ALL: [BadgeStyle; 4] = [
-        BadgeStyle::Flat,
-        BadgeStyle::FlatSquare,
-        BadgeStyle::Plastic,
-        BadgeStyle::ForTheBadge,
-    ];
-
-    /// The shields.io name, as accepted by [`FromStr`].
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BadgeStyle::Flat => "flat",
-            BadgeStyle::FlatSquare => "flat-square",
-            BadgeStyle::Plastic => "plastic",
-            BadgeStyle::ForTheBadge => "for-the-badge",
-        }
-    }
-}
-
-impl FromStr for BadgeStyle {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|style| style.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown badge style {s:?}: expected one of flat, flat-square, plastic, for-the-badge"
-                )
-            })
-    }
-}
-
-impl fmt::Display for BadgeStyle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The look of a badge, named as shields.io names it (`flat`, `flat-square`,
+/// `plastic`, `social`, `for-the-badge`); parsed by its `FromStr`.
+pub use shields::BadgeStyle;
 
 /// What a badge says besides its message. The colors may be raw user input:
-/// the renderers pass them through [`parse_color`] and fall back to the
-/// defaults when they are not colors.
+/// [`render_svg`] and [`endpoint_json`] pass them through [`parse_color`]
+/// and fall back to the defaults when they are not colors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadgeOptions {
     pub label: String,
@@ -138,339 +93,92 @@ fn color_or(s: &str, fallback: &str) -> String {
     parse_color(s).unwrap_or_else(|_| fallback.to_owned())
 }
 
-/// Advance widths of Verdana's printable ASCII (`' '..='~'`), in font units
-/// (2048 to the em). Verdana because shields.io measures with it and names
-/// it first in `font-family`; viewers lacking it still get our widths,
-/// because every text carries `textLength`.
-#[rustfmt::skip]
-const VERDANA: [u16; 95] = [
-     720,  806,  940, 1676, 1302, 2204, 1488,  550,  930,  930, 1302, 1676,  745,  930,  745,  930,  //  !"#$%&'()*+,-./
-    1302, 1302, 1302, 1302, 1302, 1302, 1302, 1302, 1302, 1302,  930,  930, 1676, 1676, 1676, 1117,  // 0-9:;<=>?
-    2048, 1400, 1404, 1430, 1578, 1295, 1177, 1588, 1539,  862,  931, 1419, 1140, 1726, 1532, 1612,  // @A-O
-    1235, 1612, 1424, 1400, 1262, 1499, 1400, 2025, 1403, 1260, 1403,  930,  930,  930, 1676, 1302,  // P-Z[\]^_
-    1302, 1230, 1276, 1067, 1276, 1220,  720, 1276, 1296,  562,  705, 1212,  562, 1992, 1296, 1243,  // `a-o
-    1276, 1276,  874, 1067,  807, 1296, 1212, 1676, 1212, 1212, 1076, 1300,  930, 1300, 1676,        // p-z{|}~
-];
-
-/// The same for Verdana Bold, which for-the-badge uses for the message.
-#[rustfmt::skip]
-const VERDANA_BOLD: [u16; 95] = [
-     698,  823, 1202, 1776, 1454, 2603, 1765,  680, 1112, 1112, 1454, 1776,  739,  981,  739, 1411,  //  !"#$%&'()*+,-./
-    1454, 1454, 1454, 1454, 1454, 1454, 1454, 1454, 1454, 1454,  823,  823, 1776, 1776, 1776, 1262,  // 0-9:;<=>?
-    1972, 1589, 1559, 1481, 1700, 1399, 1331, 1661, 1714, 1116, 1137, 1577, 1305, 1939, 1733, 1741,  // @A-O
-    1499, 1741, 1602, 1454, 1395, 1663, 1563, 2310, 1563, 1507, 1415, 1112, 1411, 1112, 1776, 1454,  // P-Z[\]^_
-    1454, 1366, 1432, 1204, 1432, 1360,  864, 1432, 1458,  698,  823, 1372,  698, 2167, 1458, 1405,  // `a-o
-    1432, 1432, 1018, 1214,  932, 1458, 1329, 2005, 1368, 1331, 1221, 1454, 1112, 1454, 1776,        // p-z{|}~
-];
-
-/// Width given to any character outside printable ASCII: a full em, about
-/// right for CJK; too wide for most others, which only spreads their
-/// letters a little, where too narrow would squeeze them together.
-const OTHER_CHAR_UNITS: u16 = 2048;
-
-fn advance(text: &str, table: &[u16; 95], font_px: f64) -> f64 {
-    let units: u64 = text
-        .chars()
-        .map(|c| {
-            let index = (c as usize).wrapping_sub(' ' as usize);
-            u64::from(table.get(index).copied().unwrap_or(OTHER_CHAR_UNITS))
-        })
-        .sum();
-    units as f64 * font_px / 2048.0
-}
-
-/// Width in pixels of `text` set in Verdana at 11px, no kerning: the sum of
-/// the characters' advance widths. Printable ASCII is measured; any other
-/// character counts as one em (11px).
-pub fn text_width(text: &str) -> f64 {
-    advance(text, &VERDANA, 11.0)
-}
-
-/// Whole pixels keep the halves' edges on the pixel grid; up, so that
-/// `textLength` never squeezes the text; odd, as shields.io makes it.
-fn whole_px(width: f64) -> u64 {
-    (width.ceil() as u64) | 1
-}
-
-/// Characters XML 1.0 forbids even when escaped (most C0 controls, U+FFFE,
-/// U+FFFF) would make the SVG ill-formed, so they are dropped before the
-/// text is measured; line breaks and tabs become spaces.
-fn sanitize(text: &str) -> String {
+/// Label and message as they may be drawn: characters XML 1.0 forbids even
+/// when escaped (most C0 controls, U+FFFE, U+FFFF) would make the SVG
+/// ill-formed, and C1 controls have no business in a badge, so they are
+/// dropped; bidirectional controls are dropped too, because one U+202E in a
+/// label would reverse the reading order of everything after it, the
+/// message included (a label `\u{202E}0 :stih` shows as "hits: 0"). Line
+/// breaks and tabs become spaces. Done before measuring, so the width fits
+/// what is drawn.
+pub fn clean_text(text: &str) -> String {
     text.chars()
         .filter_map(|c| match c {
-            '\t' | '\n' | '\r' => Some(' '),
+            '\t' | '\n' | '\r' | '\u{2028}' | '\u{2029}' => Some(' '),
             '\u{FFFE}' | '\u{FFFF}' => None,
-            c if c.is_control() => None,
+            c if c.is_control() || is_bidi_control(c) => None,
             c => Some(c),
         })
         .collect()
 }
 
-/// Escapes for both text content and attribute values (either quote).
-fn escape_xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Text colors that stay readable on a background, by shields.io's rule:
-/// white on dark, dark grey on light.
-#[derive(Clone, Copy)]
-struct Ink {
-    text: &'static str,
-    shadow: &'static str,
-}
-
-fn ink_on(background: &str) -> Ink {
-    let channel = |i: usize| {
-        background
-            .get(i..i + 2)
-            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-            .unwrap_or(0)
-    };
-    let luma = 299 * channel(1) + 587 * channel(3) + 114 * channel(5);
-    // Brightness in hundredths, rounded as shields.io rounds it.
-    if (luma + 1275) / 2550 <= 69 {
-        Ink {
-            text: "#fff",
-            shadow: "#010101",
-        }
-    } else {
-        Ink {
-            text: "#333",
-            shadow: "#ccc",
-        }
-    }
-}
-
-const FONT_FAMILY: &str = "Verdana,Geneva,DejaVu Sans,sans-serif";
-
-/// One text of a badge. Coordinates are in tenths of a pixel: the text is
-/// drawn at ten times its size under `scale(.1)`, as shields.io does, so
-/// that renderers which round font sizes and positions to whole units
-/// still place it to a tenth of a pixel.
-struct Text<'a> {
-    escaped: &'a str,
-    x: u64,
-    baseline: u64,
-    length: u64,
-    ink: Ink,
-    shadow: bool,
-    bold: bool,
-}
-
-impl Text<'_> {
-    fn push_to(&self, svg: &mut String) {
-        let Text {
-            escaped,
-            x,
-            baseline,
-            length,
-            ink,
-            ..
-        } = *self;
-        let weight = if self.bold {
-            r#" font-weight="bold""#
-        } else {
-            ""
-        };
-        if self.shadow {
-            svg.push_str(&format!(
-                r#"<text aria-hidden="true" x="{x}" y="{}" fill="{}" fill-opacity=".3" transform="scale(.1)" textLength="{length}"{weight}>{escaped}</text>"#,
-                baseline + 10,
-                ink.shadow,
-            ));
-        }
-        svg.push_str(&format!(
-            r#"<text x="{x}" y="{baseline}" transform="scale(.1)" fill="{}" textLength="{length}"{weight}>{escaped}</text>"#,
-            ink.text,
-        ));
-    }
-}
-
-fn open_svg(width: u64, height: u64, title: &str) -> String {
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{title}"><title>{title}</title>"#
-    )
+/// Unicode's bidirectional formatting characters: the embeddings and
+/// overrides, the isolates, and the three marks.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// The badge as an SVG document: `label` on the left (none when the label
-/// is empty), `message` on the right, sized to the text.
+/// is empty), `message` on the right, drawn by the `shields` crate as
+/// shields.io's badge-maker draws `{label, message, color, labelColor,
+/// style}`.
 pub fn render_svg(options: &BadgeOptions, message: &str) -> String {
-    let label = sanitize(&options.label);
-    let message = sanitize(message);
-    let title = if label.is_empty() {
-        escape_xml(&message)
-    } else {
-        escape_xml(&format!("{label}: {message}"))
-    };
-    let label_fill = color_or(&options.label_color, DEFAULT_LABEL_COLOR);
-    let fill = color_or(&options.color, DEFAULT_COLOR);
-    let mut svg = match options.style {
-        BadgeStyle::ForTheBadge => {
-            render_for_the_badge(&title, &label, &message, &label_fill, &fill)
-        }
-        style => render_small(style, &title, &label, &message, &label_fill, &fill),
-    };
-    svg.push_str("</svg>");
-    svg
+    let label = clean_text(&options.label);
+    let message = clean_text(message);
+    let label_color = color_or(&options.label_color, DEFAULT_LABEL_COLOR);
+    let color = color_or(&options.color, DEFAULT_COLOR);
+    shields::render_badge_svg(&shields::BadgeParams {
+        style: options.style,
+        label: Some(&label),
+        message: Some(&message),
+        // shields.io draws an empty left half when a label color comes
+        // without a label; a badge without a label has no left half.
+        label_color: (!label.is_empty()).then_some(label_color.as_str()),
+        message_color: Some(&color),
+        ..shields::BadgeParams::default()
+    })
 }
 
-/// flat, flat-square and plastic: 20px high, Verdana 11px.
-fn render_small(
-    style: BadgeStyle,
-    title: &str,
-    label: &str,
-    message: &str,
-    label_fill: &str,
-    fill: &str,
-) -> String {
-    const HEIGHT: u64 = 20;
-    const PAD: u64 = 5;
-    let label_len = whole_px(text_width(label));
-    let left = if label.is_empty() {
-        0
-    } else {
-        label_len + 2 * PAD
-    };
-    let message_len = whole_px(text_width(message));
-    let right = message_len + 2 * PAD;
-    let width = left + right;
-
-    let mut svg = open_svg(width, HEIGHT, title);
-    let halves = format!(
-        r#"<rect width="{left}" height="{HEIGHT}" fill="{label_fill}"/><rect x="{left}" width="{right}" height="{HEIGHT}" fill="{fill}"/>"#
-    );
-    if style == BadgeStyle::FlatSquare {
-        svg.push_str(&format!(r#"<g shape-rendering="crispEdges">{halves}</g>"#));
-    } else {
-        let (stops, radius) = if style == BadgeStyle::Plastic {
-            (
-                r##"<stop offset="0" stop-color="#fff" stop-opacity=".7"/><stop offset=".1" stop-color="#aaa" stop-opacity=".1"/><stop offset=".9" stop-color="#000" stop-opacity=".3"/><stop offset="1" stop-color="#000" stop-opacity=".5"/>"##,
-                4,
-            )
-        } else {
-            (
-                r##"<stop offset="0" stop-color="#bbb" stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/>"##,
-                3,
-            )
-        };
-        svg.push_str(&format!(
-            r##"<linearGradient id="s" x2="0" y2="100%">{stops}</linearGradient><clipPath id="r"><rect width="{width}" height="{HEIGHT}" rx="{radius}" fill="#fff"/></clipPath><g clip-path="url(#r)">{halves}<rect width="{width}" height="{HEIGHT}" fill="url(#s)"/></g>"##
-        ));
-    }
-    svg.push_str(&format!(
-        r##"<g fill="#fff" text-anchor="middle" font-family="{FONT_FAMILY}" text-rendering="geometricPrecision" font-size="110">"##
-    ));
-    // shields.io sets each text 1px off centre, towards the seam.
-    let shadow = style != BadgeStyle::FlatSquare;
-    if !label.is_empty() {
-        Text {
-            escaped: &escape_xml(label),
-            x: 10 * (PAD + 1) + 5 * label_len,
-            baseline: 140,
-            length: 10 * label_len,
-            ink: ink_on(label_fill),
-            shadow,
-            bold: false,
-        }
-        .push_to(&mut svg);
-    }
-    let seam_nudge = if label.is_empty() { 0 } else { 10 };
-    Text {
-        escaped: &escape_xml(message),
-        x: 10 * (left + PAD) + 5 * message_len - seam_nudge,
-        baseline: 140,
-        length: 10 * message_len,
-        ink: ink_on(fill),
-        shadow,
-        bold: false,
-    }
-    .push_to(&mut svg);
-    svg.push_str("</g>");
-    svg
-}
-
-/// for-the-badge: 28px high, Verdana 10px in capitals, the message bold,
-/// letters spread 1.25px apart by `textLength`, no shadow.
-fn render_for_the_badge(
-    title: &str,
-    label: &str,
-    message: &str,
-    label_fill: &str,
-    fill: &str,
-) -> String {
-    const HEIGHT: u64 = 28;
-    const PAD: u64 = 12;
-    const LETTER_SPACING: f64 = 1.25;
-    let label = label.to_uppercase();
-    let message = message.to_uppercase();
-    let spread = |text: &str| LETTER_SPACING * text.chars().count() as f64;
-    let label_len = whole_px(advance(&label, &VERDANA, 10.0) + spread(&label));
-    let left = if label.is_empty() {
-        0
-    } else {
-        label_len + 2 * PAD
-    };
-    let message_len = whole_px(advance(&message, &VERDANA_BOLD, 10.0) + spread(&message));
-    let right = message_len + 2 * PAD;
-    let width = left + right;
-
-    let mut svg = open_svg(width, HEIGHT, title);
-    svg.push_str(&format!(
-        r#"<g shape-rendering="crispEdges"><rect width="{left}" height="{HEIGHT}" fill="{label_fill}"/><rect x="{left}" width="{right}" height="{HEIGHT}" fill="{fill}"/></g>"#
-    ));
-    svg.push_str(&format!(
-        r##"<g fill="#fff" text-anchor="middle" font-family="{FONT_FAMILY}" text-rendering="geometricPrecision" font-size="100">"##
-    ));
-    if !label.is_empty() {
-        Text {
-            escaped: &escape_xml(&label),
-            x: 10 * PAD + 5 * label_len,
-            baseline: 175,
-            length: 10 * label_len,
-            ink: ink_on(label_fill),
-            shadow: false,
-            bold: false,
-        }
-        .push_to(&mut svg);
-    }
-    Text {
-        escaped: &escape_xml(&message),
-        x: 10 * (left + PAD) + 5 * message_len,
-        baseline: 175,
-        length: 10 * message_len,
-        ink: ink_on(fill),
-        shadow: false,
-        bold: true,
-    }
-    .push_to(&mut svg);
-    svg.push_str("</g>");
-    svg
-}
+/// How long shields.io may keep an endpoint badge, in seconds (its
+/// `cacheSeconds`): the default, and the bounds of the `cache_seconds`
+/// parameter. shields.io ignores values below 300 (its endpoint's own
+/// minimum), so a smaller one would only mislead; a day is long enough for
+/// any counter.
+pub const CACHE_SECONDS_DEFAULT: u32 = 300;
+pub const CACHE_SECONDS_MIN: u32 = 300;
+pub const CACHE_SECONDS_MAX: u32 = 86_400;
 
 /// The JSON for shields.io's endpoint badge
 /// (<https://shields.io/badges/endpoint-badge>), so shields.io can draw the
 /// badge itself. Colors go out as bare hex (`44cc11`), the form shields.io
-/// documents; label and message are left to shields.io to escape.
-pub fn endpoint_json(options: &BadgeOptions, message: &str) -> Value {
+/// documents; label and message are cleaned as for the SVG and left to
+/// shields.io to escape. shields.io refuses the whole answer when it has a
+/// key its schema lacks, so nothing else may be added here.
+pub fn endpoint_json(options: &BadgeOptions, message: &str, cache_seconds: u32) -> Value {
     let bare = |color: String| color.trim_start_matches('#').to_owned();
     json!({
         "schemaVersion": 1,
-        "label": options.label,
-        "message": message,
+        "label": clean_text(&options.label),
+        "message": clean_text(message),
         "color": bare(color_or(&options.color, DEFAULT_COLOR)),
         "labelColor": bare(color_or(&options.label_color, DEFAULT_LABEL_COLOR)),
         "style": options.style.as_str(),
+        "cacheSeconds": cache_seconds,
+    })
+}
+
+/// shields.io's endpoint JSON for a badge that cannot be drawn: `isError`
+/// makes shields.io show `message` in its error color (and keeps a user's
+/// `color` from hiding it). shields.io reads a body only from a 200 answer;
+/// on any other status it shows its own "invalid response" or
+/// "inaccessible" instead of what is wrong.
+pub fn endpoint_error(label: &str, message: &str, cache_seconds: u32) -> Value {
+    json!({
+        "schemaVersion": 1,
+        "label": clean_text(label),
+        "message": clean_text(message),
+        "isError": true,
+        "cacheSeconds": cache_seconds,
     })
 }
 
@@ -487,8 +195,9 @@ mod tests {
     }
 
     /// Parses `svg` (panicking with the document when it is not
-    /// well-formed XML) and returns its width.
-    fn parsed_width(svg: &str) -> u64 {
+    /// well-formed XML) and returns its width (for-the-badge's has a
+    /// fraction, as shields.io's has).
+    fn parsed_width(svg: &str) -> f64 {
         let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}: {svg}"));
         let root = doc.root_element();
         assert!(root.has_tag_name("svg"));
@@ -498,12 +207,13 @@ mod tests {
     fn title(svg: &str) -> String {
         let doc = roxmltree::Document::parse(svg).unwrap();
         let title = doc.descendants().find(|n| n.has_tag_name("title")).unwrap();
+        let text = title.text().unwrap_or_default();
         assert_eq!(
             doc.root_element().attribute("aria-label"),
-            title.text(),
+            Some(text),
             "aria-label and title differ"
         );
-        title.text().unwrap().to_owned()
+        text.to_owned()
     }
 
     fn texts(svg: &str) -> Vec<String> {
@@ -519,7 +229,7 @@ mod tests {
         let counts = [0i64, 9, 10, 999_999, 1_000_000_000_000_000];
         for style in BadgeStyle::ALL {
             let message = counts.map(|n| n.to_string());
-            let widths: Vec<u64> = message
+            let widths: Vec<f64> = message
                 .iter()
                 .map(|m| parsed_width(&render_svg(&options("hits", style), m)))
                 .collect();
@@ -546,7 +256,7 @@ mod tests {
         assert_eq!(title(&svg), "hits: 5 / 1.2k");
         let no_label = render_svg(&options("", BadgeStyle::Flat), "7");
         assert_eq!(title(&no_label), "7");
-        assert_eq!(texts(&no_label), ["7", "7"]);
+        assert_eq!(texts(&no_label), ["7", "7", "7"]);
     }
 
     #[test]
@@ -556,12 +266,13 @@ mod tests {
             let svg = render_svg(&options(evil, style), evil);
             parsed_width(&svg);
             assert!(!svg.contains("<script"), "{svg}");
-            assert_eq!(title(&svg), format!("{evil}: {evil}"));
+            // for-the-badge writes capitals, also in the title.
             let shown = if style == BadgeStyle::ForTheBadge {
                 evil.to_uppercase()
             } else {
                 evil.to_owned()
             };
+            assert_eq!(title(&svg), format!("{shown}: {shown}"));
             assert!(texts(&svg).iter().all(|t| *t == shown), "{style}: {svg}");
         }
     }
@@ -571,6 +282,87 @@ mod tests {
         let svg = render_svg(&options("a\u{0}b\u{1b}\u{FFFF}c", BadgeStyle::Flat), "1\n2");
         parsed_width(&svg);
         assert_eq!(title(&svg), "abc: 1 2");
+    }
+
+    const BIDI_CONTROLS: [char; 12] = [
+        '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+        '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+    ];
+
+    #[test]
+    fn a_right_to_left_override_cannot_reverse_the_badge() {
+        // Shown raw, this label reads "hits: 0" in a browser however large
+        // the count: U+202E reverses everything after it.
+        for style in BadgeStyle::ALL {
+            let svg = render_svg(&options("\u{202E}0 :stih", style), "1234");
+            parsed_width(&svg);
+            assert!(!svg.contains(BIDI_CONTROLS), "{style}: {svg}");
+            let want = match style {
+                BadgeStyle::ForTheBadge => "0 :STIH: 1234",
+                _ => "0 :stih: 1234",
+            };
+            assert_eq!(title(&svg), want, "{style}");
+        }
+        let every: String = BIDI_CONTROLS.iter().collect();
+        assert_eq!(clean_text(&format!("a{every}b")), "ab");
+        let json = endpoint_json(&options("\u{202E}x", BadgeStyle::Flat), "\u{2067}1", 300);
+        assert_eq!(
+            (json["label"].as_str(), json["message"].as_str()),
+            (Some("x"), Some("1"))
+        );
+        let json = endpoint_error("\u{202E}x", "\u{200F}bad", 300);
+        assert_eq!(
+            (json["label"].as_str(), json["message"].as_str()),
+            (Some("x"), Some("bad"))
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+        /// Whatever the text, in every style: well-formed XML, one `<svg>`
+        /// with no element but the renderer's, and the title saying the
+        /// cleaned text.
+        #[test]
+        fn any_text_stays_text(label in "\\PC{0,12}|[<>&\"'\u{0}-\u{1f}\u{202a}-\u{202e}a]{0,12}", message in "\\PC{0,12}|[<>&\"'\u{0}-\u{1f}]{0,12}") {
+            for style in BadgeStyle::ALL {
+                let svg = render_svg(&options(&label, style), &message);
+                let doc = roxmltree::Document::parse(&svg)
+                    .unwrap_or_else(|e| panic!("{style}: {e}: {svg}"));
+                let allowed = [
+                    "svg", "title", "style", "filter", "feGaussianBlur", "linearGradient", "stop",
+                    "clipPath", "rect", "g", "text", "path",
+                ];
+                for node in doc.descendants().filter(|n| n.is_element()) {
+                    let name = node.tag_name().name();
+                    proptest::prop_assert!(allowed.contains(&name), "{style}: <{name}> in {svg}");
+                }
+                let clean = (clean_text(&label), clean_text(&message));
+                if style != BadgeStyle::Flat {
+                    continue;
+                }
+                let want = if clean.0.is_empty() {
+                    clean.1.clone()
+                } else {
+                    format!("{}: {}", clean.0, clean.1)
+                };
+                proptest::prop_assert_eq!(title(&svg), want);
+            }
+        }
+    }
+
+    #[test]
+    fn control_characters_go_and_line_breaks_become_spaces() {
+        assert_eq!(
+            clean_text("a\u{0}\u{7}\u{1b}\u{7f}\u{85}\u{9b}\u{FFFE}\u{FFFF}b"),
+            "ab"
+        );
+        assert_eq!(clean_text("1\t2\n3\r4\u{2028}5\u{2029}6"), "1 2 3 4 5 6");
+        // Everything else stays, markup too: escaping is the renderer's.
+        assert_eq!(clean_text(r#"<é 中 &"'>"#), r#"<é 中 &"'>"#);
     }
 
     #[test]
@@ -587,17 +379,19 @@ mod tests {
     }
 
     #[test]
-    fn text_is_drawn_twice_with_its_exact_length() {
+    fn text_lengths_are_shields_ios() {
         let svg = render_svg(&BadgeOptions::default(), "1234");
-        assert_eq!(texts(&svg), ["hits", "hits", "1234", "1234"]);
         let doc = roxmltree::Document::parse(&svg).unwrap();
         let lengths: Vec<&str> = doc
             .descendants()
             .filter_map(|n| n.attribute("textLength"))
             .collect();
-        // "hits" is 20.04px and "1234" 27.97px wide, each rounded up to odd.
-        assert_eq!(lengths, ["210", "210", "290", "290"]);
-        assert_eq!(parsed_width(&svg), 21 + 10 + 29 + 10);
+        // Verdana 11px: "hits" is 20.04px and "1234" 27.96px wide; shields.io
+        // floors and then makes odd (21, 27: the hand-written renderer
+        // rounded up, 29, a pixel wider than shields.io); each text is drawn
+        // three times.
+        assert_eq!(lengths, ["210", "210", "210", "270", "270", "270"]);
+        assert_eq!(parsed_width(&svg), (21 + 10 + 27 + 10) as f64);
     }
 
     #[test]
@@ -607,20 +401,21 @@ mod tests {
             let doc = roxmltree::Document::parse(&svg).unwrap();
             let height = doc.root_element().attribute("height").unwrap();
             let shown = texts(&svg);
-            match style {
-                BadgeStyle::ForTheBadge => {
-                    assert_eq!(height, "28");
-                    assert_eq!(shown, ["HITS", "12.3K"]);
-                }
-                BadgeStyle::FlatSquare => {
-                    assert_eq!(height, "20");
-                    assert_eq!(shown, ["hits", "12.3k"]);
-                }
-                BadgeStyle::Flat | BadgeStyle::Plastic => {
-                    assert_eq!(height, "20");
-                    assert_eq!(shown, ["hits", "hits", "12.3k", "12.3k"]);
-                }
-            }
+            // shields.io draws each text once, under one shadow (flat-square:
+            // none) or two (flat, plastic: a blurred one and a sharp one).
+            let (want_height, want_text, copies) = match style {
+                BadgeStyle::ForTheBadge => ("28", ["HITS", "12.3K"], 1),
+                BadgeStyle::FlatSquare => ("20", ["hits", "12.3k"], 1),
+                BadgeStyle::Social => ("20", ["Hits", "12.3k"], 2),
+                BadgeStyle::Plastic => ("18", ["hits", "12.3k"], 3),
+                BadgeStyle::Flat => ("20", ["hits", "12.3k"], 3),
+            };
+            assert_eq!(height, want_height, "{style}");
+            let want: Vec<&str> = want_text
+                .iter()
+                .flat_map(|t| std::iter::repeat_n(*t, copies))
+                .collect();
+            assert_eq!(shown, want, "{style}: {svg}");
         }
     }
 
@@ -679,22 +474,13 @@ mod tests {
             assert_eq!(style.to_string(), style.as_str());
         }
         assert_eq!(BadgeStyle::default(), BadgeStyle::Flat);
-        for input in ["", "Flat", "flat_square", "social"] {
-            let err = input.parse::<BadgeStyle>().unwrap_err();
+        for input in ["", "Flat", "flat_square", "round"] {
+            let err = input.parse::<BadgeStyle>().unwrap_err().to_string();
             assert!(
-                err.contains("flat, flat-square, plastic, for-the-badge"),
+                err.contains("`flat`, `flat-square`, `plastic`, `social`, `for-the-badge`"),
                 "{err}"
             );
         }
-    }
-
-    #[test]
-    fn widths_are_verdana_11px() {
-        assert_eq!(text_width(""), 0.0);
-        assert_eq!(text_width("0"), 1302.0 * 11.0 / 2048.0);
-        assert!((text_width("hits") - 20.04).abs() < 0.01);
-        assert_eq!(text_width("é"), 11.0);
-        assert!(text_width("999") < text_width("1000"));
     }
 
     #[test]
@@ -706,7 +492,7 @@ mod tests {
             style: BadgeStyle::ForTheBadge,
         };
         assert_eq!(
-            endpoint_json(&opts, "5 / 1.2k"),
+            endpoint_json(&opts, "5 / 1.2k", 600),
             json!({
                 "schemaVersion": 1,
                 "label": "views",
@@ -714,10 +500,26 @@ mod tests {
                 "color": "aabbcc",
                 "labelColor": "555555",
                 "style": "for-the-badge",
+                "cacheSeconds": 600,
             })
         );
-        let defaults = endpoint_json(&BadgeOptions::default(), "0");
+        let defaults = endpoint_json(&BadgeOptions::default(), "0", CACHE_SECONDS_DEFAULT);
         assert_eq!(defaults["color"], "44cc11");
         assert_eq!(defaults["style"], "flat");
+        assert_eq!(defaults["cacheSeconds"], 300);
+    }
+
+    #[test]
+    fn endpoint_errors_have_the_shields_shape() {
+        assert_eq!(
+            endpoint_error("views", "color: invalid color", 300),
+            json!({
+                "schemaVersion": 1,
+                "label": "views",
+                "message": "color: invalid color",
+                "isError": true,
+                "cacheSeconds": 300,
+            })
+        );
     }
 }

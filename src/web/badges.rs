@@ -1,9 +1,19 @@
-//! Badges of a counter: an SVG image (`{key}.svg`) or shields.io's endpoint
-//! JSON (`{key}.json`), counting a hit unless `hit=false`. The drawing is
-//! [`crate::badge`]'s; here are the route's parameters and headers.
+//! Badges of a counter: an SVG image (`{key}.svg`, counting a hit unless
+//! `hit=false`) or shields.io's endpoint JSON (`{key}.json`, only reading
+//! unless `hit=true`). The drawing and the JSON are [`crate::badge`]'s; here
+//! are the route's parameters, headers and statuses.
+//!
+//! The `.json` answers what is wrong in shields.io's own schema, with status
+//! 200: shields.io reads no body from any other status, and refuses a body
+//! with keys its schema lacks, so a 400 `{"error"}` would show its users a
+//! bare "invalid response". It does not count by default because shields.io
+//! fetches it once per `cacheSeconds` (at least 300 s) and serves every view
+//! in between from its cache: counting its fetches would count its refreshes,
+//! not views.
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 
 use super::error::{AppError, ErrorBody};
 use super::extract::{NamespacePath, Params, PathParams, RequestId, Visitor};
@@ -31,23 +41,24 @@ pub struct BadgeFilePath {
 }
 
 /// An SVG badge of a counter (`{key}.svg`), or the JSON of shields.io's
-/// endpoint badge (`{key}.json`). Counts a hit unless `hit=false`. Sent
-/// with headers that stop image proxies from caching it. Also
-/// `/badge/{file}` (namespace `default`).
+/// endpoint badge (`{key}.json`). The SVG counts a hit unless `hit=false`;
+/// the JSON only reads unless `hit=true`. Sent with headers that stop image
+/// proxies from caching it. Also `/badge/{file}` (namespace `default`).
 #[utoipa::path(get, path = "/badge/{namespace}/{file}", tag = "badges",
     params(NamespacePath, BadgeFilePath,
-        ("hit" = Option<bool>, Query, description = "count a hit (default true); false only reads"),
+        ("hit" = Option<bool>, Query, description = "count a hit (default true for .svg, false for .json); false only reads"),
         ("label" = Option<String>, Query, description = "left text, default `hits`, at most 64 characters"),
         ("color" = Option<String>, Query, description = "right colour: a shields.io name or hex, default `4c1`"),
         ("label_color" = Option<String>, Query, description = "left colour, default `555`"),
-        ("style" = Option<String>, Query, description = "`flat` (default), `flat-square`, `plastic` or `for-the-badge`"),
+        ("style" = Option<String>, Query, description = "`flat` (default), `flat-square`, `plastic`, `social` or `for-the-badge`"),
         ("show" = Option<String>, Query, description = "`total` (default), `today` for \"today / total\", or `visitors` for today's distinct visitors"),
+        ("cache_seconds" = Option<u32>, Query, description = "`.json` only: shields.io's `cacheSeconds`, 300 (default) to 86400"),
     ),
     responses(
-        (status = 200, description = "the badge", content_type = "image/svg+xml", body = String),
-        (status = 400, description = "bad name, file, colour, style or label", body = ErrorBody),
+        (status = 200, description = "the badge; for `.json` also what is wrong with the request, as `isError: true`", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "`.svg`: bad name, file, colour, style or label", body = ErrorBody),
         (status = 429, description = "too many requests from this client; nothing counted", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "the store is unreachable (for `.json` said in shields.io's schema)", body = ErrorBody),
     ))]
 pub async fn badge(
     State(state): State<AppState>,
@@ -55,23 +66,93 @@ pub async fn badge(
     params: Params,
     RequestId(request_id): RequestId,
     visitor: Visitor,
-) -> Result<axum::response::Response, AppError> {
-    use axum::http::header;
-    use axum::response::IntoResponse;
-
+) -> Response {
     let file = path.get("file").map(String::as_str).unwrap_or_default();
     let (key, format) = if let Some(key) = file.strip_suffix(".svg") {
         (key, BadgeFormat::Svg)
     } else if let Some(key) = file.strip_suffix(".json") {
         (key, BadgeFormat::Json)
     } else {
-        return Err(AppError::BadRequest(format!(
+        return AppError::BadRequest(format!(
             "a badge is {{key}}.svg or {{key}}.json, got {file:?}"
-        )));
+        ))
+        .into_response();
     };
+    let answer = drawn(&state, &path, key, format, &params, request_id, visitor).await;
+    match (answer, format) {
+        (Ok(response), _) => response,
+        (Err(error), BadgeFormat::Svg) => error.into_response(),
+        (Err(error), BadgeFormat::Json) => {
+            // A failure of ours (503) keeps its status, so that monitoring
+            // sees it; shields.io then shows "inaccessible", which is true.
+            // Anything else is the request's fault and shown as such.
+            let message = error.to_string();
+            let status = error.into_response().status();
+            let status = if status.is_server_error() {
+                status
+            } else {
+                axum::http::StatusCode::OK
+            };
+            let label = params
+                .str("label")
+                .filter(|l| l.chars().count() <= MAX_LABEL_CHARS)
+                .unwrap_or("hits");
+            let cache_seconds =
+                cache_seconds(&params).unwrap_or(crate::badge::CACHE_SECONDS_DEFAULT);
+            let body = crate::badge::endpoint_error(label, &message, cache_seconds);
+            (status, no_cache(), Json(body)).into_response()
+        }
+    }
+}
+
+fn no_cache() -> [(axum::http::HeaderName, &'static str); 3] {
+    use axum::http::header;
+    [
+        (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
+        (header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        (header::PRAGMA, "no-cache"),
+    ]
+}
+
+/// `cache_seconds` (or shields.io's spelling, `cacheSeconds`) within
+/// [`crate::badge::CACHE_SECONDS_MIN`]..=[`crate::badge::CACHE_SECONDS_MAX`].
+fn cache_seconds(params: &Params) -> Result<u32, AppError> {
+    use crate::badge::{CACHE_SECONDS_DEFAULT, CACHE_SECONDS_MAX, CACHE_SECONDS_MIN};
+    let Some(text) = params.str("cache_seconds").or(params.str("cacheSeconds")) else {
+        return Ok(CACHE_SECONDS_DEFAULT);
+    };
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|s| (CACHE_SECONDS_MIN..=CACHE_SECONDS_MAX).contains(s))
+        .ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "cache_seconds must be a whole number of seconds from {CACHE_SECONDS_MIN} \
+                 (shields.io's minimum) to {CACHE_SECONDS_MAX}, got {text:?}"
+            ))
+        })
+}
+
+/// The badge of a request whose format is known, or why there is none; the
+/// caller decides how a `.json` says so.
+async fn drawn(
+    state: &AppState,
+    path: &std::collections::HashMap<String, String>,
+    key: &str,
+    format: BadgeFormat,
+    params: &Params,
+    request_id: Option<String>,
+    visitor: Visitor,
+) -> Result<Response, AppError> {
+    use axum::http::header;
+
     let id = CounterId::parse(path.get("namespace").map(String::as_str), key)
         .map_err(AppError::BadRequest)?;
-    let options = badge_options(&params)?;
+    let options = badge_options(params)?;
+    let cache_seconds = match format {
+        BadgeFormat::Svg => 0,
+        BadgeFormat::Json => cache_seconds(params)?,
+    };
     let show = params.str("show");
     if !matches!(show, None | Some("total" | "today" | "visitors")) {
         return Err(AppError::BadRequest(format!(
@@ -80,7 +161,7 @@ pub async fn badge(
         )));
     }
 
-    let total = if params.bool("hit")?.unwrap_or(true) {
+    let total = if params.bool("hit")?.unwrap_or(format == BadgeFormat::Svg) {
         state
             .engine
             .add_visit(id.clone(), 1, request_id, visitor.client())
@@ -106,21 +187,20 @@ pub async fn badge(
         _ => total.to_string(),
     };
 
-    let no_cache = [
-        (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
-        (header::EXPIRES, "Thu, 01 Jan 1970 00:00:00 GMT"),
-        (header::PRAGMA, "no-cache"),
-    ];
     Ok(match format {
         BadgeFormat::Svg => (
-            no_cache,
+            no_cache(),
             [(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")],
             crate::badge::render_svg(&options, &message),
         )
             .into_response(),
         BadgeFormat::Json => (
-            no_cache,
-            Json(crate::badge::endpoint_json(&options, &message)),
+            no_cache(),
+            Json(crate::badge::endpoint_json(
+                &options,
+                &message,
+                cache_seconds,
+            )),
         )
             .into_response(),
     })

@@ -598,6 +598,98 @@ async fn badges_count_hits_parse_as_svg_and_widen_with_the_number() {
         assert_eq!(body["schemaVersion"], 1);
         assert_eq!(body["label"], "views");
         assert_eq!(body["message"], "1000000000000000");
+        assert_eq!(body["cacheSeconds"], 300);
+        assert!(body.get("isError").is_none(), "{body}");
+
+        // The JSON only reads unless hit=true: shields.io fetches it once per
+        // cacheSeconds, so its fetches are its refreshes, not views.
+        b.get("/badge/widths.json").await;
+        let widths_value = || get_json(&b, "/get/widths");
+        assert_eq!(
+            widths_value().await.1,
+            json!({"value": 1_000_000_000_000_000_i64})
+        );
+        b.get("/badge/widths.json?hit=true").await;
+        assert_eq!(
+            widths_value().await.1,
+            json!({"value": 1_000_000_000_000_001_i64})
+        );
+        let (_, body) = get_json(&b, "/badge/widths.json?cache_seconds=3600").await;
+        assert_eq!(body["cacheSeconds"], 3600);
+        let (_, body) = get_json(&b, "/badge/widths.json?cacheSeconds=86400").await;
+        assert_eq!(body["cacheSeconds"], 86400);
+
+        // What is wrong, in shields.io's schema with status 200 (it reads no
+        // other status, and refuses unknown keys such as "error").
+        let endpoint_keys = [
+            "schemaVersion",
+            "label",
+            "message",
+            "color",
+            "labelColor",
+            "isError",
+            "link",
+            "namedLogo",
+            "logoSvg",
+            "logoColor",
+            "logoWidth",
+            "style",
+            "cacheSeconds",
+        ];
+        for (query, expected) in [
+            ("color=notacolor", "color"),
+            ("style=round", "style"),
+            ("show=week", "show must be"),
+            ("hit=perhaps", "hit must be true or false"),
+            ("cache_seconds=299", "cache_seconds must be"),
+            ("cache_seconds=86401", "cache_seconds must be"),
+            ("cache_seconds=soon", "cache_seconds must be"),
+        ] {
+            let (status, body) =
+                get_json(&b, format!("/badge/widths.json?label=views&{query}")).await;
+            assert_eq!(status, StatusCode::OK, "{query}");
+            assert_eq!(body["schemaVersion"], 1, "{query}");
+            assert_eq!(body["isError"], true, "{query}");
+            assert_eq!(body["label"], "views", "{query}");
+            assert_eq!(body["cacheSeconds"], 300, "{query}");
+            assert!(
+                body["message"].as_str().unwrap().contains(expected),
+                "{query}: {body}"
+            );
+            let keys = body.as_object().unwrap().keys();
+            assert!(
+                keys.clone().all(|k| endpoint_keys.contains(&k.as_str())),
+                "{query}: {body}"
+            );
+        }
+        let (status, body) = get_json(&b, "/badge/widths.json?label=%E2%80%AEx&color=no").await;
+        assert_eq!((status, &body["label"]), (StatusCode::OK, &json!("x")));
+        assert_eq!(
+            widths_value().await.1,
+            json!({"value": 1_000_000_000_000_001_i64})
+        );
+
+        // social, shields.io's fifth style; a right-to-left override in a
+        // label is dropped (it would make "\u{202E}0 :stih" read "hits: 0").
+        let svg = b
+            .get("/badge/widths.svg?hit=false&style=social")
+            .await
+            .text();
+        svg_width(&svg);
+        assert!(
+            svg.contains("aria-label=\"Hits: 1000000000000001\""),
+            "{svg}"
+        );
+        let svg = b
+            .get("/badge/widths.svg?hit=false&label=%E2%80%AE0%20%3Astih")
+            .await
+            .text();
+        svg_width(&svg);
+        assert!(!svg.contains('\u{202E}'), "{svg}");
+        assert!(
+            svg.contains("aria-label=\"0 :stih: 1000000000000001\""),
+            "{svg}"
+        );
 
         // Bad input: 400 saying what is wrong, nothing counted.
         for (query, expected) in [

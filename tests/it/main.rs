@@ -8,6 +8,7 @@ mod support;
 mod abuse;
 mod access_log;
 mod api;
+mod badge_maker;
 mod browser;
 mod contract;
 mod countapi;
