@@ -281,21 +281,24 @@ async fn guard(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) 
 }
 
 /// Spends one request of the client's rate on a route that counts or
-/// writes; a badge with `hit=false` only reads, and spends nothing.
+/// writes. A badge counts as its handler does: `.svg` unless `hit=false`,
+/// `.json` only with `hit=true`; one that only reads spends nothing.
 async fn limit_rate(request: Request, next: Next) -> Response {
     if let Some(Guarded { client, limits }) = request.extensions().get::<Guarded>() {
-        let reads_only = request.uri().path().starts_with("/badge/")
-            && request.uri().query().is_some_and(|query| {
+        let path = request.uri().path();
+        let reads_only = path.starts_with("/badge/") && {
+            let hit = request.uri().query().and_then(|query| {
                 form_urlencoded::parse(query.as_bytes())
                     .filter(|(name, _)| name == "hit")
                     .last()
-                    .is_some_and(|(_, value)| {
-                        matches!(
-                            value.to_ascii_lowercase().as_str(),
-                            "0" | "false" | "no" | "off"
-                        )
-                    })
+                    .map(|(_, value)| value.to_ascii_lowercase())
             });
+            match hit.as_deref() {
+                Some("0" | "false" | "no" | "off") => true,
+                Some(_) => false,
+                None => path.ends_with(".json"),
+            }
+        };
         if !reads_only && let Err(retry) = limits.check_rate(client.addr) {
             return AppError::RateLimited(retry).into_response();
         }

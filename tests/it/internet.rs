@@ -711,3 +711,40 @@ async fn behind_nginx_the_page_snippets_keep_the_port_the_client_used() {
     let badge = format!("http://127.0.0.1:{}/badge/snippets/port.svg", nginx.port);
     assert!(page.contains(&badge), "no {badge} in the page:\n{page}");
 }
+
+/// The rate limit charges a badge as its handler counts it: `.svg` unless
+/// `hit=false`, `.json` only with `hit=true` (shields.io reads `.json` once
+/// per `cacheSeconds`; reading spends nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn badges_that_only_read_spend_none_of_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start(embedded(&dir).env("RATE_LIMIT", "1").env("RATE_BURST", "2"));
+    let client = client_from("127.0.0.4");
+    let statuses = |path: &'static str, n: usize| {
+        let client = client.clone();
+        let url = format!("{}{path}", app.base);
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..n {
+                statuses.push(fetch(&client, &url).await.status().as_u16());
+            }
+            statuses
+        }
+    };
+
+    assert_eq!(statuses("/badge/rate/reads.json", 8).await, [200; 8]);
+    assert_eq!(
+        statuses("/badge/rate/reads.svg?hit=false", 8).await,
+        [200; 8]
+    );
+    assert_eq!(
+        statuses("/badge/rate/reads.json?hit=false", 8).await,
+        [200; 8]
+    );
+    let counting = statuses("/badge/rate/reads.json?hit=true", 6).await;
+    assert_eq!(&counting[..2], [200, 200], "{counting:?}");
+    assert!(
+        counting[2..].contains(&429),
+        "counting .json is charged: {counting:?}"
+    );
+}
