@@ -1115,13 +1115,27 @@ async fn merge_visits(
     .bind(&days)
     .fetch_all(&mut **tx)
     .await?;
+    // Only the sketches the visits changed are written back: once a sketch
+    // is a HyperLogLog most new visitors raise no register, and a flood of
+    // made-up visitors then costs reads, not 16 KiB writes.
+    let (mut namespaces_w, mut keys_w, mut days_w) = (Vec::new(), Vec::new(), Vec::new());
     let mut sketches = Vec::with_capacity(visits.len());
     let mut counts = Vec::with_capacity(visits.len());
-    for (visit, (old,)) in visits.iter().zip(&stored) {
+    for (i, (visit, (old,))) in visits.iter().zip(&stored).enumerate() {
         let (bytes, count) = merge_sketch(&visit.counter, old.as_deref(), &visit.hashes);
+        if old.as_deref() == Some(bytes.as_slice()) {
+            continue;
+        }
+        namespaces_w.push(namespaces[i]);
+        keys_w.push(keys[i]);
+        days_w.push(days[i].as_str());
         sketches.push(bytes);
         counts.push(count);
     }
+    if sketches.is_empty() {
+        return Ok(());
+    }
+    let (namespaces, keys, days) = (namespaces_w, keys_w, days_w);
     sqlx::query(
         "INSERT INTO visitor_days AS v (namespace, key, day, visitors, sketch)
          SELECT t.namespace, t.key, t.day::date, t.visitors, t.sketch

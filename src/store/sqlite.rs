@@ -715,6 +715,10 @@ async fn merge_visits(
             stored.as_ref().map(|(s,)| s.as_slice()),
             &visit.hashes,
         );
+        // Unchanged (the visitors raised no register): nothing to write.
+        if stored.as_ref().is_some_and(|(old,)| *old == sketch) {
+            continue;
+        }
         sqlx::query(
             "INSERT INTO visitor_days (namespace, key, day, visitors, sketch) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (namespace, key, day) DO UPDATE
