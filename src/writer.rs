@@ -827,11 +827,11 @@ impl Writer {
         match self.number(&groups, &committed).await {
             Some(numbered) => {
                 answer_committed(record, groups, &numbered, refused);
-                self.publish_numbered(&numbered);
+                self.hand_off(numbered, true);
             }
             None => {
                 answer_committed(record, groups, &committed, refused);
-                self.raise_cache(committed);
+                self.hand_off(committed, false);
             }
         }
     }
@@ -1063,33 +1063,28 @@ impl Writer {
         }
     }
 
-    /// Hands committed values Redis did not number to the cache sync task,
-    /// which raises Redis to them (the hit path never waits on it), and to
-    /// live updates.
-    fn raise_cache(&self, rows: Vec<Committed>) {
+    /// Hands a commit's values to live updates and to the cache sync task
+    /// (the hit path never waits on it): values Redis did not number, for
+    /// it to raise Redis to them; values Redis numbered, only for it to
+    /// publish to the other replicas' streams (when they follow them).
+    fn hand_off(&self, rows: Vec<Committed>, numbered_by_redis: bool) {
         if let Some(live) = &self.live {
             live.publish(&rows);
         }
-        if let Some(cache_sync) = &self.cache_sync
-            && !rows.is_empty()
-        {
-            let _ = cache_sync.try_send(crate::cache::Synced::Raise(rows));
+        let Some(cache_sync) = &self.cache_sync else {
+            return;
+        };
+        if rows.is_empty() {
+            return;
         }
-    }
-
-    /// Hands the values Redis numbered to live updates: this process's
-    /// streams, and through the sync task (off the hit path) the other
-    /// replicas'.
-    fn publish_numbered(&self, rows: &[Committed]) {
-        if let Some(live) = &self.live {
-            live.publish(rows);
-        }
-        if let Some(cache_sync) = &self.cache_sync
-            && self.cache.as_ref().is_some_and(Cache::is_publishing_live)
-            && !rows.is_empty()
-        {
-            let _ = cache_sync.try_send(crate::cache::Synced::Publish(rows.to_vec()));
-        }
+        let synced = if !numbered_by_redis {
+            crate::cache::Synced::Raise(rows)
+        } else if self.cache.as_ref().is_some_and(Cache::is_publishing_live) {
+            crate::cache::Synced::Publish(rows)
+        } else {
+            return;
+        };
+        let _ = cache_sync.try_send(synced);
     }
 
     /// Offers every commit's values to live updates' `hub` as well.

@@ -114,6 +114,12 @@ fn no_cache() -> [(axum::http::HeaderName, &'static str); 3] {
     ]
 }
 
+/// Whether a badge request counts a hit: `.svg` unless `hit=false`, `.json`
+/// only with `hit=true`. The rate limit charges by the same rule.
+pub fn counts(params: &Params, svg: bool) -> Result<bool, AppError> {
+    Ok(params.bool("hit")?.unwrap_or(svg))
+}
+
 /// `cache_seconds` (or shields.io's spelling, `cacheSeconds`) within
 /// [`crate::badge::CACHE_SECONDS_MIN`]..=[`crate::badge::CACHE_SECONDS_MAX`].
 fn cache_seconds(params: &Params) -> Result<u32, AppError> {
@@ -161,7 +167,7 @@ async fn drawn(
         )));
     }
 
-    let total = if params.bool("hit")?.unwrap_or(format == BadgeFormat::Svg) {
+    let total = if counts(params, format == BadgeFormat::Svg)? {
         state
             .engine
             .add_visit(id.clone(), 1, request_id, visitor.client())

@@ -85,14 +85,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         let RawQuery(query) = RawQuery::from_request_parts(parts, state)
             .await
             .map_err(|e| AppError::BadRequest(e.to_string()))?;
-        let params = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-        Ok(Self(params))
+        Ok(Self::from_query(query.as_deref()))
     }
 }
 
 impl Params {
+    /// The parameters of a raw query string (the part after `?`).
+    pub fn from_query(query: Option<&str>) -> Self {
+        let params = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+        Self(params)
+    }
+
     pub fn str(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }

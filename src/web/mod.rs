@@ -286,19 +286,15 @@ async fn guard(State(edge): State<Arc<Edge>>, mut request: Request, next: Next) 
 async fn limit_rate(request: Request, next: Next) -> Response {
     if let Some(Guarded { client, limits }) = request.extensions().get::<Guarded>() {
         let path = request.uri().path();
-        let reads_only = path.starts_with("/badge/") && {
-            let hit = request.uri().query().and_then(|query| {
-                form_urlencoded::parse(query.as_bytes())
-                    .filter(|(name, _)| name == "hit")
-                    .last()
-                    .map(|(_, value)| value.to_ascii_lowercase())
-            });
-            match hit.as_deref() {
-                Some("0" | "false" | "no" | "off") => true,
-                Some(_) => false,
-                None => path.ends_with(".json"),
-            }
-        };
+        // A bad `hit` is charged: the handler refuses it with a 400.
+        let reads_only = path.starts_with("/badge/")
+            && matches!(
+                badges::counts(
+                    &extract::Params::from_query(request.uri().query()),
+                    !path.ends_with(".json"),
+                ),
+                Ok(false)
+            );
         if !reads_only && let Err(retry) = limits.check_rate(client.addr) {
             return AppError::RateLimited(retry).into_response();
         }
